@@ -1,0 +1,76 @@
+"""Image transforms from timm's data config of the model, and PyTorch data loaders over sample lists."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from edgeprune.data.domains import Sample
+
+
+def data_config(model: nn.Module) -> dict[str, Any]:
+    """timm's preprocessing for `model`, with the input size the model was actually built for."""
+    config = resolve_data_config({}, model=model)
+    size = model.patch_embed.img_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    config["input_size"] = (3, *size)
+    return config
+
+
+def eval_transform(config: dict[str, Any]) -> Any:
+    return create_transform(**config, is_training=False)
+
+
+def train_transform(config: dict[str, Any]) -> Any:
+    keys = ("input_size", "interpolation", "mean", "std")
+    return create_transform(**{k: config[k] for k in keys}, is_training=True, scale=(0.6, 1.0), color_jitter=0.2)
+
+
+class ImageDataset(Dataset):
+    def __init__(self, samples: Sequence[Sample], transform: Any):
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        return self.transform(image), label
+
+
+def make_loader(
+    samples: Sequence[Sample], transform: Any, batch_size: int, *, shuffle: bool, workers: int = 0, seed: int = 0
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ImageDataset(samples, transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        persistent_workers=False,
+        drop_last=False,
+    )
+
+
+def calibration_batches(
+    samples: Sequence[Sample], transform: Any, n_batches: int, batch_size: int, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`n_batches` class-mixed batches drawn from `samples` (source domains only: never the held-out one)."""
+    picked = random.Random(seed).sample(list(samples), min(len(samples), n_batches * batch_size))
+    dataset = ImageDataset(picked, transform)
+    batches = []
+    for start in range(0, len(picked), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(picked)))]
+        batches.append((torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])))
+    return batches

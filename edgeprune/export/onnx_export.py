@@ -1,0 +1,60 @@
+"""The slimmed PyTorch graph to ONNX (dynamic batch), checked by onnx.checker and by parity against torch."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from edgeprune.export.runners import OrtRunner
+from edgeprune.prune.counting import input_size
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17
+
+
+def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """TorchScript-based export (`dynamo=False`): stable for timm ViTs and needs no onnxscript."""
+    model = model.cpu().eval()
+    dummy = torch.zeros(1, 3, *input_size(model))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+        onnx.checker.check_model(str(tmp), full_check=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def parity(onnx_path: Path, model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> dict[str, Any]:
+    """Max |torch - onnxruntime| over the logits and their top-1 agreement, on real images."""
+    runner = OrtRunner(onnx_path)
+    model = model.cpu().eval()
+    max_abs, agree = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        expected = model(x).numpy()
+        got = runner.run(x.numpy())
+        max_abs = max(max_abs, float(np.abs(expected - got).max()))
+        agree += int((expected.argmax(1) == got.argmax(1)).sum())
+    return {"samples": int(len(images)), "max_abs_diff": max_abs, "top1_agreement": agree / max(len(images), 1)}

@@ -1,0 +1,105 @@
+"""Create a timm model with weights from a file, timm's hub or an explicit random init, head adapted to the task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.models.registry import ModelSpec
+
+PICKLE_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt"}
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file or a .pth state dict (never unpickles arbitrary objects)."""
+    if not path.is_file():
+        raise EdgepruneError(f"checkpoint {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        elif suffix in PICKLE_SUFFIXES:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise EdgepruneError(
+                f"checkpoint {path} has an unsupported type '{suffix}': give a .safetensors file or a .pth state dict"
+            )
+    except EdgepruneError:
+        raise
+    except Exception as exc:  # corrupt or foreign file: the reader's own error says what is wrong
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgepruneError(f"could not read checkpoint {path}: {first_line[:200]}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EdgepruneError(f"checkpoint {path} does not hold a state dict of tensors")
+    return state
+
+
+def classifier_names(model: nn.Module) -> list[str]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    names = cfg.get("classifier", "head")
+    return [names] if isinstance(names, str) else list(names)
+
+
+def load_checkpoint_into(model: nn.Module, path: Path, timm_name: str) -> None:
+    """Load weights; the classifier is kept only if its shape fits, so a 1000-class file adapts to any task."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    heads = tuple(f"{name}." for name in classifier_names(model))
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape and not k.startswith(heads)]
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state and not k.startswith(heads)]
+    if mismatched or unexpected or missing:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            details.append(
+                f"{len(mismatched)} of another shape (e.g. {k}: file {tuple(state[k].shape)}, "
+                f"model {tuple(own[k].shape)})"
+            )
+        raise EdgepruneError(
+            f"checkpoint {path} does not fit {timm_name}: tensors {'; '.join(details)}. "
+            "Pick the --model the checkpoint was trained as."
+        )
+    state = {k: v for k, v in state.items() if own[k].shape == v.shape}
+    model.load_state_dict(state, strict=False)
+
+
+def create_model(
+    spec: ModelSpec,
+    num_classes: int,
+    *,
+    checkpoint: Path | None = None,
+    random_init: bool = False,
+) -> nn.Module:
+    if checkpoint is not None and random_init:
+        raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
+    kwargs = dict(spec.create_kwargs, num_classes=num_classes)
+    if checkpoint is not None or random_init:
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        if checkpoint is not None:
+            load_checkpoint_into(model, checkpoint, spec.timm_name)
+        return model
+    if spec.create_kwargs:
+        raise EdgepruneError(
+            f"'{spec.name}' is a custom configuration with no published weights: use --random-init or --checkpoint FILE"
+        )
+    try:
+        return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+    except Exception:
+        raise EdgepruneError(
+            f"no weights for {spec.timm_name}: timm could not fetch its pretrained weights (offline?). "
+            "Give --checkpoint FILE (.safetensors, or a .pth state dict) or, for latency studies, --random-init"
+        ) from None

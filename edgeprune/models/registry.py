@@ -1,0 +1,74 @@
+"""Model aliases: the paper's models, sized variants, tiny configurations for demos and tests, any timm name."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+
+from edgeprune.errors import EdgepruneError
+
+# Tiny transformer shape used by the demo and the tests: 4 blocks, width 96, 3 heads, 64x64 input, 8x8 patches.
+_MICRO = {"img_size": 64, "patch_size": 8, "depth": 4, "embed_dim": 96, "num_heads": 3}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    timm_name: str
+    create_kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def family(self) -> str:
+        return model_family(self.timm_name)
+
+
+ALIASES: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("vit", "vit_base_patch16_224", description="ViT-B/16 (paper)"),
+        ModelSpec("deit", "deit_base_patch16_224", description="DeiT-B/16 (paper)"),
+        ModelSpec("beit", "beit_base_patch16_224", description="BEiT-B/16 (paper)"),
+        ModelSpec("vit-tiny", "vit_tiny_patch16_224", description="ViT-Ti/16"),
+        ModelSpec("vit-small", "vit_small_patch16_224", description="ViT-S/16"),
+        ModelSpec("vit-base", "vit_base_patch16_224", description="ViT-B/16"),
+        ModelSpec("vit-large", "vit_large_patch16_224", description="ViT-L/16"),
+        ModelSpec("deit-tiny", "deit_tiny_patch16_224", description="DeiT-Ti/16"),
+        ModelSpec("deit-small", "deit_small_patch16_224", description="DeiT-S/16"),
+        ModelSpec("deit-base", "deit_base_patch16_224", description="DeiT-B/16"),
+        ModelSpec("beit-base", "beit_base_patch16_224", description="BEiT-B/16"),
+        ModelSpec("beit-large", "beit_large_patch16_224", description="BEiT-L/16"),
+        ModelSpec("vit-micro", "vit_tiny_patch16_224", _MICRO, "4-block ViT at 64 px (demo, tests)"),
+        ModelSpec("deit-micro", "deit_tiny_patch16_224", _MICRO, "4-block DeiT at 64 px (demo, tests)"),
+    ]
+}
+
+
+def model_family(timm_name: str) -> str:
+    if timm_name.startswith("beit"):
+        return "beit"
+    if timm_name.startswith("deit3"):
+        return "deit3"
+    if timm_name.startswith("deit"):
+        return "deit"
+    if timm_name.startswith("vit"):
+        return "vit"
+    return "other"
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """An alias (`deit-tiny`) or any timm model name (`vit_small_patch32_224`)."""
+    key = name.strip()
+    if key.lower() in ALIASES:
+        return ALIASES[key.lower()]
+    if timm.is_model(key):
+        return ModelSpec(key, key)
+    candidates = list(ALIASES) + timm.list_models("*vit*") + timm.list_models("*beit*")
+    close = difflib.get_close_matches(key.lower(), candidates, n=3, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise EdgepruneError(
+        f"unknown model '{name}': use an alias ({', '.join(ALIASES)}) or a timm model name.{hint}"
+    )

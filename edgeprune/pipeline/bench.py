@@ -1,0 +1,133 @@
+"""`edgeprune bench`: latency and held-out-domain accuracy of the engines of a run, against its torch models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeprune.bench.accuracy import runner_predictions
+from edgeprune.bench.latency import measure_latency
+from edgeprune.bench.report import Gate, to_markdown
+from edgeprune.errors import EdgepruneError
+from edgeprune.export.ort_engine import cpu_device
+from edgeprune.export.runners import OrtRunner
+from edgeprune.export.targets import resolve_target
+from edgeprune.models.artifact import load_model
+from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, require_complete
+from edgeprune.progress import Reporter
+from edgeprune.prune.counting import count_macs, count_params
+from edgeprune.train import accuracy, predict
+from edgeprune.workspace import (
+    Run,
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    read_json,
+    utc_now,
+)
+
+
+@dataclass
+class BenchRequest:
+    target: str = "ort-cpu"
+    domain: str | None = None
+    batch: int = 1
+    threads: int | None = None
+    warmup: int = 10
+    iterations: int = 50
+    max_images: int | None = None
+    profile: str = "none"
+    gate: Gate = Gate()
+
+
+def _engine_paths(run: Run, target: str) -> dict[str, Any]:
+    build_file = run.stage("engines") / target / "build.json"
+    if not build_file.exists():
+        raise EdgepruneError(f"run '{run.name}' has no {target} engine: run `edgeprune export --target {target}` first")
+    build = read_json(build_file)
+    paths = {}
+    for name, engine in build["engines"].items():
+        path = run.dir / engine["path"]
+        if not path.exists() or file_sha256(path) != engine["sha256"]:
+            raise EdgepruneError(
+                f"{path} no longer matches its build record: rebuild it with `edgeprune export --target {target} --force`"
+            )
+        paths[name] = path
+    for name, stage in (("model", "finetuned"), ("baseline", "baseline")):
+        if file_sha256(run.stage(stage) / "model.safetensors") != build["model_sha256"][name]:
+            raise EdgepruneError(
+                f"the {target} engine was built from an older {stage} model: re-run `edgeprune export --target {target} --force`"
+            )
+    return paths
+
+
+def run_bench(workspace: Workspace, request: BenchRequest, run_name: str | None = None,
+              reporter: Reporter | None = None) -> tuple[Run, dict[str, Any]]:
+    reporter = reporter or Reporter()
+    resolve_target(request.target)
+    if request.batch < 1:
+        raise EdgepruneError("--batch must be at least 1")
+    run = workspace.get_run(run_name)
+    manifest = require_complete(run)
+    engines = _engine_paths(run, request.target)
+    data = RunData.from_manifest(manifest, reporter)
+    domain = request.domain or data.split.target
+    samples = data.domain_samples(domain)
+    if request.max_images:
+        samples = samples[:: max(1, len(samples) // request.max_images)][: request.max_images]
+    labels = labels_of(samples)
+
+    baseline, pruned = load_model(run.stage("baseline")), load_model(run.stage("finetuned"))
+    loader = eval_loader(pruned, samples)
+    preds = {
+        "baseline": cached_predictions(run.stage("baseline"), domain, samples,
+                                       lambda: predict(baseline, loader, reporter=reporter,
+                                                       description="baseline torch")[0]),
+        "pruned_torch": cached_predictions(run.stage("finetuned"), domain, samples,
+                                           lambda: predict(pruned, loader, reporter=reporter,
+                                                           description="pruned torch")[0]),
+    }
+    runners = {name: OrtRunner(path, threads=request.threads) for name, path in engines.items()}
+    preds["engine"] = runner_predictions(runners["model"].run, loader, reporter, f"{request.target} pruned")
+    preds["baseline_engine"] = runner_predictions(runners["baseline"].run, loader, reporter,
+                                                  f"{request.target} baseline")
+
+    latency_samples = [samples[i % len(samples)] for i in range(request.batch)]
+    batch = next(iter(eval_loader(pruned, latency_samples, batch_size=request.batch)))[0].numpy()
+    latency = {}
+    for name, runner in runners.items():
+        with reporter.task(f"latency {name}", None):
+            latency[name] = measure_latency(runner.run, batch, warmup=request.warmup, iterations=request.iterations)
+
+    seen = domain in data.split.sources
+    report: dict[str, Any] = {
+        "run": run.name,
+        "target": request.target,
+        "profile": request.profile,
+        "domain": domain,
+        "domain_seen_in_training": seen,
+        "images": len(samples),
+        "batch": request.batch,
+        "threads": request.threads,
+        "accuracy": {k: accuracy(v, labels) for k, v in preds.items()},
+        "agreement": float((preds["engine"] == preds["pruned_torch"]).mean()),
+        "baseline_agreement": float((preds["baseline_engine"] == preds["baseline"]).mean()),
+        "latency_ms": {k: v for k, v in latency["model"].items() if k != "throughput_ips"},
+        "baseline_latency_ms": {k: v for k, v in latency["baseline"].items() if k != "throughput_ips"},
+        "throughput_ips": latency["model"]["throughput_ips"],
+        "baseline_throughput_ips": latency["baseline"]["throughput_ips"],
+        "macs": {"baseline": count_macs(baseline), "pruned": count_macs(pruned)},
+        "params": {"baseline": count_params(baseline), "pruned": count_params(pruned)},
+        "speedup": latency["baseline"]["p50"] / latency["model"]["p50"],
+        "device": cpu_device(),
+        "measured": utc_now(),
+    }
+    report["gate"] = request.gate.judge(report)
+    stem = f"{request.target}-{domain}"
+    atomic_write_json(run.stage("bench") / f"{stem}.json", report)
+    atomic_write_text(run.stage("bench") / f"{stem}.md", to_markdown(report))
+    atomic_write_text(run.stage("bench") / "report.md", to_markdown(report))
+    if seen:
+        reporter.info(f"[yellow]note: {domain} is a source domain of this run: it was seen in training")
+    return run, report

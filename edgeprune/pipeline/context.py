@@ -1,0 +1,125 @@
+"""What every stage needs from a run: its data set and split, preprocessing, and cached predictions."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from edgeprune import __version__
+from edgeprune.data.domains import DomainDataset, LeaveOneDomainOut, Sample, discover, leave_one_domain_out
+from edgeprune.data.loaders import data_config, eval_transform, make_loader
+from edgeprune.errors import EdgepruneError
+from edgeprune.progress import Reporter
+from edgeprune.workspace import Run, atomic_write_json, read_json
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import timm
+    import torch
+    import torch_pruning
+
+    return {
+        "edgeprune": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "torch_pruning": torch_pruning.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def resolve_data_root(data: Path | None, reporter: Reporter) -> Path:
+    if data is not None:
+        return data
+    from edgeprune.data.builtin import ensure_builtin
+
+    with reporter.task("built-in data set", None) as advance:
+        root = ensure_builtin(progress=lambda done, total: advance(1))
+    reporter.info(f"data: built-in PACS-shaped data set at {root}")
+    return root
+
+
+def load_dataset(root: Path, reporter: Reporter) -> DomainDataset:
+    with reporter.task(f"scan {root.name}", None) as advance:
+        dataset = discover(root, progress=lambda done, total: advance(1))
+    if dataset.skipped:
+        reporter.info(f"[yellow]skipped {len(dataset.skipped)} unreadable image file(s), e.g. {dataset.skipped[0]}")
+    return dataset
+
+
+@dataclass
+class RunData:
+    """The run's data set and leave-one-domain-out split, as recorded in its manifest."""
+
+    dataset: DomainDataset
+    split: LeaveOneDomainOut
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], reporter: Reporter) -> RunData:
+        info = manifest["data"]
+        dataset = load_dataset(Path(info["root"]), reporter)
+        if list(dataset.classes) != info["classes"]:
+            raise EdgepruneError(
+                f"the classes in {info['root']} are no longer those the run was trained on ({info['classes']})"
+            )
+        if dataset.fingerprint() != info["fingerprint"]:
+            reporter.info(f"[yellow]warning: {info['root']} changed since the run was made (fingerprint differs)")
+        split = leave_one_domain_out(dataset, info["target_domain"], info["val_fraction"], info["seed"])
+        return cls(dataset, split)
+
+    def domain_samples(self, domain: str) -> list[Sample]:
+        if domain not in self.dataset.domains:
+            raise EdgepruneError(
+                f"unknown --domain '{domain}': the domains of {self.dataset.root} are {', '.join(self.dataset.domains)}"
+            )
+        return self.dataset.samples[domain]
+
+
+def eval_loader(model: nn.Module, samples: list[Sample], batch_size: int = 64, workers: int = 0) -> Any:
+    return make_loader(samples, eval_transform(data_config(model)), batch_size, shuffle=False, workers=workers)
+
+
+def samples_key(samples: list[Sample]) -> str:
+    digest = hashlib.sha256()
+    for path, label in samples:
+        digest.update(f"{path}|{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_predictions(
+    stage_dir: Path, domain: str, samples: list[Sample], compute: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """Top-1 predictions of a stage's torch model on a domain, computed once and kept beside the model."""
+    path = stage_dir / "predictions" / f"{domain}.json"
+    key = samples_key(samples)
+    if path.exists():
+        cached = read_json(path)
+        if cached.get("samples_key") == key:
+            return np.asarray(cached["predictions"])
+    preds = compute()
+    atomic_write_json(path, {"domain": domain, "samples_key": key, "predictions": [int(p) for p in preds]})
+    return preds
+
+
+def labels_of(samples: list[Sample]) -> np.ndarray:
+    return np.asarray([label for _, label in samples])
+
+
+def require_complete(run: Run) -> dict[str, Any]:
+    manifest = run.manifest()
+    if manifest.get("status") != "complete":
+        raise EdgepruneError(
+            f"run '{run.name}' is incomplete (status: {manifest.get('status', 'unknown')}): "
+            f"finish it with `edgeprune prune --run {run.name} --resume`"
+        )
+    return manifest

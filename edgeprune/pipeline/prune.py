@@ -1,0 +1,277 @@
+"""`edgeprune prune`: load and adapt, fine-tune the baseline, prune, fine-tune the pruned model, evaluate.
+
+Each stage (baseline/, pruned/, finetuned/) is written atomically and skipped on `--resume` once complete; a stage
+interrupted mid-training continues from its last epoch checkpoint in checkpoints/.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from edgeprune.data.domains import leave_one_domain_out
+from edgeprune.data.loaders import (
+    calibration_batches,
+    data_config,
+    eval_transform,
+    make_loader,
+    train_transform,
+)
+from edgeprune.errors import EdgepruneError
+from edgeprune.models.artifact import load_description, load_model, save_model
+from edgeprune.models.loading import create_model
+from edgeprune.models.registry import ModelSpec, resolve_model
+from edgeprune.pipeline.context import (
+    RunData,
+    cached_predictions,
+    eval_loader,
+    labels_of,
+    load_dataset,
+    resolve_data_root,
+    versions,
+)
+from edgeprune.progress import Reporter
+from edgeprune.prune.pruner import PruneConfig, check_prunable, prune_model
+from edgeprune.train import TrainConfig, accuracy, fine_tune, predict
+from edgeprune.workspace import Run, Workspace, atomic_dir, atomic_write_json, file_sha256, utc_now
+
+STAGES = ("baseline", "pruned", "finetuned")
+
+
+@dataclass
+class PruneRequest:
+    model: str
+    ratio: float = 0.5
+    metric: str = "hessian"
+    data: Path | None = None
+    target_domain: str = "sketch"
+    checkpoint: Path | None = None
+    random_init: bool = False
+    baseline_epochs: int = 0
+    epochs: int = 1
+    baseline_run: str | None = None
+    prune_heads: bool = False
+    round_to: int | None = None
+    calib_batches: int = 4
+    batch_size: int = 32
+    lr: float = 1e-4
+    baseline_lr: float | None = None
+    max_steps_per_epoch: int | None = None
+    val_fraction: float = 0.1
+    workers: int = 0
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PruneRequest:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("data", "checkpoint"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
+
+    def validate(self) -> ModelSpec:
+        spec = resolve_model(self.model)
+        PruneConfig(self.metric, self.ratio, self.prune_heads, self.round_to).validate()
+        for name in ("baseline_epochs", "epochs"):
+            if getattr(self, name) < 0:
+                raise EdgepruneError(f"--{name.replace('_', '-')} must be 0 or more")
+        if self.calib_batches < 1 or self.batch_size < 1:
+            raise EdgepruneError("--calib-batches and --batch-size must be at least 1")
+        if self.checkpoint is not None and self.random_init:
+            raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise EdgepruneError(f"checkpoint {self.checkpoint} does not exist")
+        return spec
+
+    def default_run_name(self) -> str:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return f"{self.model.replace('_', '-')}-{self.metric}-r{self.ratio:g}-{stamp}"
+
+
+def _stage_metrics(model: nn.Module, data: RunData, stage_dir: Path, request: PruneRequest,
+                   reporter: Reporter, extra: dict[str, Any]) -> dict[str, Any]:
+    """Source-validation and held-out accuracy of a stage's model, saved with its held-out predictions."""
+    target = data.split.target
+    val_preds, val_labels = predict(model, eval_loader(model, data.split.val, workers=request.workers),
+                                    reporter=reporter, description="source val")
+    test_preds = cached_predictions(
+        stage_dir, target, data.split.test,
+        lambda: predict(model, eval_loader(model, data.split.test, workers=request.workers),
+                        reporter=reporter, description=f"held-out {target}")[0],
+    )
+    metrics = {
+        "source_val_accuracy": accuracy(val_preds, val_labels),
+        "held_out_domain": target,
+        "held_out_accuracy": accuracy(test_preds, labels_of(data.split.test)),
+        **extra,
+    }
+    atomic_write_json(stage_dir / "metrics.json", metrics)
+    reporter.info(
+        f"{stage_dir.name}: source val acc {metrics['source_val_accuracy']:.4f}, "
+        f"held-out {target} acc {metrics['held_out_accuracy']:.4f}"
+    )
+    return metrics
+
+
+def _train(model: nn.Module, data: RunData, request: PruneRequest, epochs: int, lr: float, checkpoint: Path,
+           reporter: Reporter, label: str) -> list[dict[str, float]]:
+    """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued."""
+    config = data_config(model)
+    train_loader = make_loader(data.split.train, train_transform(config), request.batch_size, shuffle=True,
+                               workers=request.workers, seed=request.seed)
+    val_loader = make_loader(data.split.val, eval_transform(config), 64, shuffle=False, workers=request.workers)
+    train_config = TrainConfig(epochs=epochs, lr=lr, max_steps_per_epoch=request.max_steps_per_epoch,
+                               seed=request.seed)
+    return fine_tune(model, train_loader, val_loader, train_config, checkpoint, resume=True,
+                     reporter=reporter, label=label)
+
+
+def _record_stage(run: Run, stage: str, seconds: float, **extra: Any) -> None:
+    folder = run.stage(stage)
+    run.update_manifest(stages={stage: {
+        "status": "complete",
+        "seconds": round(seconds, 1),
+        "model_sha256": file_sha256(folder / "model.safetensors"),
+        **extra,
+    }})
+
+
+def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> nn.Module | None:
+    """The loaded, head-adapted model (None when the baseline comes from another run)."""
+    if request.baseline_run:
+        return None
+    model = create_model(spec, num_classes, checkpoint=request.checkpoint, random_init=request.random_init)
+    check_prunable(model, spec.timm_name)
+    return model
+
+
+def _baseline_stage(run: Run, model: nn.Module | None, spec: ModelSpec, data: RunData, request: PruneRequest,
+                    workspace: Workspace, reporter: Reporter) -> None:
+    start = time.perf_counter()
+    num_classes = len(data.dataset.classes)
+    create_kwargs = dict(spec.create_kwargs, num_classes=num_classes)
+    if model is None:
+        source = workspace.get_run(request.baseline_run)
+        source_manifest = source.manifest()
+        if source_manifest["data"]["classes"] != list(data.dataset.classes):
+            raise EdgepruneError(f"--baseline-run {source.name} was trained on other classes")
+        source.require_stage("baseline", "it has no finished baseline to reuse")
+        shutil.copytree(source.stage("baseline"), run.stage("baseline"), ignore=shutil.ignore_patterns("predictions"))
+        reporter.info(f"baseline: reused from run {source.name}")
+        model = load_model(run.stage("baseline"))
+        _stage_metrics(model, data, run.stage("baseline"), request, reporter, {"reused_from": source.name})
+        _record_stage(run, "baseline", time.perf_counter() - start, reused_from=source.name)
+        return
+    history: list[dict[str, float]] = []
+    if request.baseline_epochs:
+        history = _train(model, data, request, request.baseline_epochs, request.baseline_lr or request.lr,
+                         run.dir / "checkpoints" / "baseline.pt", reporter, "baseline")
+    with atomic_dir(run.stage("baseline")) as folder:
+        save_model(model, folder, spec.timm_name, create_kwargs)
+        _stage_metrics(model, data, folder, request, reporter, {"epochs": request.baseline_epochs, "history": history})
+    _record_stage(run, "baseline", time.perf_counter() - start)
+
+
+def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
+    start = time.perf_counter()
+    baseline = load_model(run.stage("baseline"))
+    model = copy.deepcopy(baseline)
+    batches = calibration_batches(data.split.train, eval_transform(data_config(model)), request.calib_batches,
+                                  request.batch_size, seed=request.seed)
+    reporter.info(f"pruning: metric {request.metric}, ratio {request.ratio}, "
+                  f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}")
+    report = prune_model(model, spec.timm_name, PruneConfig(request.metric, request.ratio, request.prune_heads,
+                                                             request.round_to), batches)
+    create_kwargs = dict(spec.create_kwargs, num_classes=len(data.dataset.classes))
+    with atomic_dir(run.stage("pruned")) as folder:
+        save_model(model, folder, spec.timm_name, create_kwargs)
+        atomic_write_json(folder / "prune_report.json", report)
+        _stage_metrics(model, data, folder, request, reporter, {"prune_seconds": round(time.perf_counter() - start, 1)})
+    _record_stage(run, "pruned", time.perf_counter() - start)
+
+
+def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
+    start = time.perf_counter()
+    model = load_model(run.stage("pruned"))
+    description = load_description(run.stage("pruned"))
+    history: list[dict[str, float]] = []
+    if request.epochs:
+        history = _train(model, data, request, request.epochs, request.lr, run.dir / "checkpoints" / "finetune.pt",
+                         reporter, "fine-tune")
+    with atomic_dir(run.stage("finetuned")) as folder:
+        save_model(model, folder, description["timm_name"], description["create_kwargs"])
+        _stage_metrics(model, data, folder, request, reporter, {"epochs": request.epochs, "history": history})
+    _record_stage(run, "finetuned", time.perf_counter() - start)
+
+
+def run_prune(request: PruneRequest, workspace: Workspace, *, run_name: str | None = None, resume: bool = False,
+              reporter: Reporter | None = None) -> Run:
+    reporter = reporter or Reporter()
+    if resume:
+        run = workspace.get_run(run_name)
+        manifest = run.manifest()
+        request = PruneRequest.from_json(manifest["request"])
+        reporter.info(f"resuming run {run.name}")
+    else:
+        request.validate()
+        run = None
+    spec = request.validate()
+
+    data_root = resolve_data_root(request.data, reporter)
+    dataset = load_dataset(data_root, reporter)
+    split = leave_one_domain_out(dataset, request.target_domain, request.val_fraction, request.seed)
+    data = RunData(dataset, split)
+    initial = None
+    if run is None or not run.has_stage("baseline"):
+        # Load weights before creating the run, so a bad checkpoint leaves nothing behind.
+        initial = _initial_model(spec, len(dataset.classes), request)
+    if run is None:
+        run = workspace.create_run(run_name or request.default_run_name(), {
+            "edgeprune_run": 1,
+            "created": utc_now(),
+            "status": "running",
+            "commands": [" ".join(sys.argv)],
+            "request": request.to_json(),
+            "model": {"name": spec.name, "timm_name": spec.timm_name, "create_kwargs": spec.create_kwargs},
+            "seed": request.seed,
+            "versions": versions(),
+            "data": {
+                "root": str(data_root.resolve()),
+                "fingerprint": dataset.fingerprint(),
+                "domains": list(dataset.domains),
+                "classes": list(dataset.classes),
+                "counts": dataset.counts(),
+                "skipped_unreadable": len(dataset.skipped),
+                "target_domain": split.target,
+                "val_fraction": request.val_fraction,
+                "seed": request.seed,
+            },
+            "split": split.summary(),
+            "stages": {},
+        })
+        reporter.info(f"run {run.name} in {workspace.root}")
+    else:
+        run.update_manifest(status="running", commands=run.manifest()["commands"] + [" ".join(sys.argv)])
+
+    if not run.has_stage("baseline"):
+        _baseline_stage(run, initial, spec, data, request, workspace, reporter)
+    if not run.has_stage("pruned"):
+        _pruned_stage(run, spec, data, request, reporter)
+    if not run.has_stage("finetuned"):
+        _finetuned_stage(run, data, request, reporter)
+    shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+    run.update_manifest(status="complete", finished=utc_now())
+    workspace.set_latest(run)
+    return run

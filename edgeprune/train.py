@@ -1,0 +1,160 @@
+"""Fine-tuning on the source domains: AdamW, warm-up + cosine, label smoothing, AMP on CUDA, resumable epochs."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.progress import Reporter
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.1
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type != "cuda":
+        return torch.autocast("cpu", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = None,
+            reporter: Reporter | None = None, description: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 predictions and labels over a loader."""
+    device = device or default_device()
+    model.eval().to(device)
+    preds, labels = [], []
+    with (reporter or Reporter()).task(description, len(loader)) as advance:
+        for x, y in loader:
+            with _autocast(device):
+                logits = model(x.to(device, non_blocking=True))
+            preds.append(logits.argmax(1).cpu().numpy())
+            labels.append(y.numpy())
+            advance(1)
+    return np.concatenate(preds), np.concatenate(labels)
+
+
+def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    return float((preds == labels).mean()) if len(labels) else float("nan")
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fine_tune(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    config: TrainConfig,
+    checkpoint: Path,
+    *,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    label: str = "fine-tune",
+) -> list[dict[str, float]]:
+    """Train in place; after every epoch the state goes to `checkpoint`, from which `resume=True` continues."""
+    reporter = reporter or Reporter()
+    device = default_device()
+    model.to(device)
+    steps_per_epoch = len(train_loader)
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total, max(1, int(total * config.warmup_fraction)))
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume and checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except Exception as exc:
+            raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
+        history, start_epoch = state["history"], state["epoch"]
+        reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
+    torch.manual_seed(config.seed + start_epoch)
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        seen, loss_sum, correct = 0, 0.0, 0
+        with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
+            for step, (x, y) in enumerate(train_loader):
+                if step >= steps_per_epoch:
+                    break
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with _autocast(device):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                seen += len(y)
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                advance(1, status=f"loss {loss_sum / seen:.3f}")
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+        if val_loader is not None:
+            record["val_accuracy"] = accuracy(*predict(model, val_loader, device))
+            model.train()
+        history.append(record)
+        reporter.info(
+            f"{label} epoch {epoch + 1}: loss {record['train_loss']:.3f}, train acc {record['train_accuracy']:.3f}"
+            + (f", val acc {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
+        )
+        _save_checkpoint(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "config": asdict(config),
+            },
+        )
+    model.cpu().eval()
+    return history

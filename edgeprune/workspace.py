@@ -1,0 +1,179 @@
+"""Run directories: where every stage writes its artifacts, the run manifest and the latest-run pointer.
+
+Writes are atomic (temporary file or folder, then `os.replace`), so an interrupted command never leaves a
+half-written artifact that a later command would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeprune.errors import EdgepruneError
+
+DEFAULT_WORKSPACE = Path("edgeprune-runs")
+LATEST_FILE = "LATEST"
+MANIFEST_FILE = "run.json"
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_workspace(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    env = os.environ.get("EDGEPRUNE_WORKSPACE")
+    return Path(env) if env else DEFAULT_WORKSPACE
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgepruneError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise EdgepruneError(f"{path} is not valid JSON ({exc}); delete it and re-run the step") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder that replaces `path` only when the block finishes without error."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    """One run directory: `<workspace>/<name>/` with `run.json` and one folder per stage."""
+
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST_FILE
+
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path)
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        manifest = self.manifest() if self.manifest_path.exists() else {}
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+                manifest[key].update(value)
+            else:
+                manifest[key] = value
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def stage(self, name: str) -> Path:
+        return self.dir / name
+
+    def has_stage(self, name: str) -> bool:
+        return (self.dir / name).is_dir()
+
+    def require_stage(self, name: str, hint: str) -> Path:
+        path = self.stage(name)
+        if not path.is_dir():
+            raise EdgepruneError(f"run '{self.name}' has no {name}/ stage yet: {hint}")
+        return path
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def run_dir(self, name: str) -> Path:
+        if not _RUN_NAME.match(name):
+            raise EdgepruneError(
+                f"invalid run name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+        return self.root / name
+
+    def create_run(self, name: str, manifest: dict[str, Any]) -> Run:
+        path = self.run_dir(name)
+        if path.exists():
+            raise EdgepruneError(
+                f"run '{name}' already exists in {self.root}: pick another --run name, or add --resume to continue it"
+            )
+        path.mkdir(parents=True)
+        run = Run(path)
+        atomic_write_json(run.manifest_path, manifest)
+        self.set_latest(run)
+        return run
+
+    def set_latest(self, run: Run) -> None:
+        atomic_write_text(self.root / LATEST_FILE, run.name + "\n")
+
+    def latest_name(self) -> str | None:
+        pointer = self.root / LATEST_FILE
+        if not pointer.exists():
+            return None
+        return pointer.read_text().strip() or None
+
+    def get_run(self, name: str | None) -> Run:
+        if name is None:
+            name = self.latest_name()
+            if name is None:
+                raise EdgepruneError(
+                    f"no run found in workspace {self.root}: run `edgeprune prune` (or `edgeprune demo`) first, "
+                    "or point --workspace at the folder that holds your runs"
+                )
+        path = self.run_dir(name)
+        if not (path / MANIFEST_FILE).exists():
+            known = ", ".join(self.list_runs()) or "none"
+            raise EdgepruneError(f"no run named '{name}' in workspace {self.root} (runs there: {known})")
+        return Run(path)
+
+    def list_runs(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST_FILE).exists())

@@ -1,0 +1,109 @@
+"""The run directory of DESIGN.md, built by prune -> export -> bench on the tiny run."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeprune.bench.report import Gate
+from edgeprune.errors import EdgepruneError
+from edgeprune.export.runners import OrtRunner
+from edgeprune.models.artifact import load_model
+from edgeprune.pipeline.bench import BenchRequest, run_bench
+from edgeprune.pipeline.export import ExportRequest, run_export
+from edgeprune.pipeline.prune import run_prune
+from edgeprune.workspace import Workspace, read_json
+from tests.conftest import tiny_request
+
+BENCH_KEYS = {"target", "profile", "domain", "batch", "accuracy", "agreement", "latency_ms", "throughput_ips", "macs",
+              "params", "speedup", "gate"}
+
+
+def test_run_directory_layout(finished_run) -> None:
+    workspace, run = finished_run
+    manifest = run.manifest()
+    assert manifest["status"] == "complete"
+    assert manifest["data"]["target_domain"] == "sketch"
+    assert manifest["split"]["test"] == 42
+    assert set(manifest["stages"]) == {"baseline", "pruned", "finetuned"}
+    for stage in ("baseline", "pruned", "finetuned"):
+        assert (run.stage(stage) / "model.safetensors").exists()
+        metrics = read_json(run.stage(stage) / "metrics.json")
+        assert 0.0 <= metrics["held_out_accuracy"] <= 1.0
+    report = read_json(run.stage("pruned") / "prune_report.json")
+    assert report["macs"]["after"] < report["macs"]["before"]
+    assert len(report["blocks"]) == 4
+    assert not (run.dir / "checkpoints").exists()
+    assert workspace.latest_name() == "tiny"
+
+
+def test_onnx_export_and_parity(finished_run) -> None:
+    _, run = finished_run
+    onnx_path = run.stage("export") / "model.onnx"
+    model = onnx.load(str(onnx_path))
+    assert model.opset_import[0].version >= 17
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    parity = read_json(run.stage("export") / "parity.json")
+    assert parity["passed"] and parity["model"]["top1_agreement"] >= 0.99
+    assert parity["model"]["max_abs_diff"] <= 1e-3
+    torch_model = load_model(run.stage("finetuned"))
+    x = torch.randn(3, 3, 64, 64)
+    for path in (onnx_path, run.stage("engines") / "ort-cpu" / "model.onnx"):
+        got = OrtRunner(path).run(x.numpy())
+        np.testing.assert_allclose(got, torch_model(x).detach().numpy(), atol=1e-4)
+    build = read_json(run.stage("engines") / "ort-cpu" / "build.json")
+    assert build["target"] == "ort-cpu" and set(build["engines"]) == {"model", "baseline"}
+
+
+def test_bench_report(finished_run) -> None:
+    workspace, run = finished_run
+    _, report = run_bench(workspace, BenchRequest(iterations=5, warmup=1), run.name)
+    assert BENCH_KEYS <= set(report)
+    assert set(report["accuracy"]) >= {"baseline", "pruned_torch", "engine"}
+    assert set(report["latency_ms"]) >= {"p50", "p90", "p99", "mean"}
+    assert report["agreement"] >= 0.99 and report["gate"]["passed"]
+    assert report["macs"]["pruned"] < report["macs"]["baseline"]
+    assert report["domain"] == "sketch" and not report["domain_seen_in_training"]
+    saved = json.loads((run.stage("bench") / "ort-cpu-sketch.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+    assert "| MACs / image |" in (run.stage("bench") / "report.md").read_text()
+
+
+def test_bench_on_a_source_domain_says_so(finished_run) -> None:
+    workspace, run = finished_run
+    _, report = run_bench(workspace, BenchRequest(domain="photo", iterations=2, warmup=0, max_images=10), run.name)
+    assert report["domain_seen_in_training"] and report["images"] == 10
+
+
+def test_failed_gate_is_reported(finished_run) -> None:
+    workspace, run = finished_run
+    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, gate=Gate(max_baseline_drop=-1.0)),
+                          run.name)
+    assert not report["gate"]["passed"] and "baseline" in report["gate"]["reasons"][0]
+
+
+def test_bench_refuses_a_stale_engine(finished_run, tmp_path) -> None:
+    workspace, run = finished_run
+    copy = Workspace(tmp_path)
+    shutil.copytree(run.dir, tmp_path / "copy")
+    engine = tmp_path / "copy" / "engines" / "ort-cpu" / "model.onnx"
+    engine.write_bytes(engine.read_bytes() + b"\0")
+    with pytest.raises(EdgepruneError, match="no longer matches its build record"):
+        run_bench(copy, BenchRequest(iterations=2), "copy")
+
+
+def test_resume_finishes_an_interrupted_run(builtin_root, tmp_path) -> None:
+    workspace = Workspace(tmp_path)
+    run = run_prune(tiny_request(builtin_root, epochs=0), workspace, run_name="r")
+    baseline_hash = run.manifest()["stages"]["baseline"]["model_sha256"]
+    shutil.rmtree(run.stage("finetuned"))
+    run.update_manifest(status="running")
+    with pytest.raises(EdgepruneError, match="incomplete"):
+        run_export(workspace, ExportRequest(), "r")
+    resumed = run_prune(tiny_request(builtin_root), workspace, run_name="r", resume=True)
+    assert resumed.manifest()["status"] == "complete"
+    assert resumed.manifest()["stages"]["baseline"]["model_sha256"] == baseline_hash
+    assert resumed.has_stage("finetuned")

@@ -71,16 +71,22 @@ def _reporter() -> Any:
 @app.command()
 @user_errors
 def prune(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...) "
-                                              "or any timm model name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...) or any timm model name."
+        ),
+    ] = None,
     ratio: Annotated[float, typer.Option(help="torch-pruning channel ratio, in (0, 1).")] = 0.5,
     metric: Annotated[str, typer.Option(help="Importance: l1, l2, taylor, hessian, random.")] = "hessian",
-    data: Annotated[Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> "
-                                                   "[default: the built-in data set].")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> [default: the built-in data set].")
+    ] = None,
     target_domain: Annotated[str, typer.Option(help="Domain held out of training and pruning.")] = "sketch",
     checkpoint: Annotated[Path | None, typer.Option(help="Weights: .safetensors or .pth state dict.")] = None,
-    random_init: Annotated[bool, typer.Option("--random-init", help="Start from random weights (latency studies, "
-                                                                     "tests).")] = False,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="Start from random weights (latency studies, tests).")
+    ] = False,
     baseline_epochs: Annotated[int, typer.Option(help="Fine-tune the unpruned model first (0 = as loaded).")] = 0,
     epochs: Annotated[int, typer.Option(help="Fine-tune epochs after pruning (0 = none).")] = 1,
     baseline_run: Annotated[str | None, typer.Option(help="Reuse the baseline of this earlier run.")] = None,
@@ -89,15 +95,16 @@ def prune(
     calib_batches: Annotated[int, typer.Option(help="Source-domain batches that importance sees.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Training and calibration batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")] = 1e-4,
-    baseline_lr: Annotated[float | None, typer.Option(help="Peak learning rate of the baseline "
-                                                           "[default: --lr].")] = None,
+    baseline_lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate of the baseline [default: --lr].")
+    ] = None,
     max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap training steps per epoch.")] = None,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
-    run: Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to "
-                                                            "resume).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with its "
-                                                           "saved options.")] = False,
+    run: Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to resume).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run with its saved options.")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Load and adapt a model, fine-tune it on the source domains, prune it globally, fine-tune it again.
@@ -120,10 +127,25 @@ def prune(
         if model is None:
             raise EdgepruneError("give --model (e.g. --model deit-tiny), or --resume to continue a run")
         request = PruneRequest(
-            model=model, ratio=ratio, metric=metric, data=data, target_domain=target_domain, checkpoint=checkpoint,
-            random_init=random_init, baseline_epochs=baseline_epochs, epochs=epochs, baseline_run=baseline_run,
-            prune_heads=prune_heads, round_to=round_to, calib_batches=calib_batches, batch_size=batch_size, lr=lr,
-            baseline_lr=baseline_lr, max_steps_per_epoch=max_steps_per_epoch, workers=workers, seed=seed,
+            model=model,
+            ratio=ratio,
+            metric=metric,
+            data=data,
+            target_domain=target_domain,
+            checkpoint=checkpoint,
+            random_init=random_init,
+            baseline_epochs=baseline_epochs,
+            epochs=epochs,
+            baseline_run=baseline_run,
+            prune_heads=prune_heads,
+            round_to=round_to,
+            calib_batches=calib_batches,
+            batch_size=batch_size,
+            lr=lr,
+            baseline_lr=baseline_lr,
+            max_steps_per_epoch=max_steps_per_epoch,
+            workers=workers,
+            seed=seed,
         )
         result = run_prune(request, ws, run_name=run, reporter=_reporter())
     _print_prune_summary(result)
@@ -139,23 +161,34 @@ def _print_prune_summary(run: Any) -> None:
         table.add_column(column, justify="right" if column != "stage" else "left")
     for stage, m in metrics.items():
         key = "before" if stage == "baseline" else "after"
-        table.add_row(stage, f"{report['macs'][key] / 1e6:.2f} M", f"{report['params'][key] / 1e6:.3f} M",
-                      f"{m['source_val_accuracy']:.4f}", f"{m['held_out_accuracy']:.4f}")
+        table.add_row(
+            stage,
+            f"{report['macs'][key] / 1e6:.2f} M",
+            f"{report['params'][key] / 1e6:.3f} M",
+            f"{m['source_val_accuracy']:.4f}",
+            f"{m['held_out_accuracy']:.4f}",
+        )
     out.print(table)
     blocks = Table(title="per-block widths (before -> after)")
     for column in ("block", "embed", "heads", "head dim", "MLP hidden"):
         blocks.add_column(column, justify="right")
     for b in report["blocks"]:
         x, y = b["before"], b["after"]
-        blocks.add_row(str(b["index"]), *(f"{x[k]} -> {y[k]}" for k in ("embed_dim", "heads", "head_dim", "mlp_hidden")))
+        blocks.add_row(
+            str(b["index"]), *(f"{x[k]} -> {y[k]}" for k in ("embed_dim", "heads", "head_dim", "mlp_hidden"))
+        )
     out.print(blocks)
 
 
 @app.command()
 @user_errors
 def export(
-    target: Annotated[str, typer.Option(help="onnx or ort-cpu (ort-cpu-int8, ort-cuda, ort-trt, trt-fp32/fp16/int8 "
-                                             "come with the engines issue).")] = "ort-cpu",
+    target: Annotated[
+        str,
+        typer.Option(
+            help="onnx or ort-cpu (ort-cpu-int8, ort-cuda, ort-trt, trt-fp32/fp16/int8 come with the engines issue)."
+        ),
+    ] = "ort-cpu",
     run: RunOpt = None,
     parity_images: Annotated[int, typer.Option(help="Held-out images for the torch/ONNX parity check.")] = 128,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).", min=17)] = 17,
@@ -172,34 +205,41 @@ def export(
     """
     from edgeprune.pipeline.export import ExportRequest, run_export
 
-    result, parity, build = run_export(_workspace(workspace), ExportRequest(target, parity_images, opset, force), run,
-                                       _reporter())
+    result, parity, build = run_export(
+        _workspace(workspace), ExportRequest(target, parity_images, opset, force), run, _reporter()
+    )
     table = Table(title=f"run {result.name}: export for {build['target']}")
     for column in ("model", "max |torch - onnx|", "top-1 agreement", "images", "engine"):
         table.add_column(column)
     for name in ("model", "baseline"):
         p = parity[name]
-        table.add_row(name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.4f}", str(p["samples"]),
-                      build["engines"][name]["path"])
+        table.add_row(
+            name,
+            f"{p['max_abs_diff']:.2e}",
+            f"{p['top1_agreement']:.4f}",
+            str(p["samples"]),
+            build["engines"][name]["path"],
+        )
     out.print(table)
 
 
 @app.command()
 @user_errors
 def bench(
-    domain: Annotated[str | None, typer.Option(help="Domain to measure accuracy on [default: the run's held-out "
-                                                    "domain].")] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Domain to measure accuracy on [default: the run's held-out domain].")
+    ] = None,
     target: Annotated[str, typer.Option(help="Engine to benchmark (built by `edgeprune export`).")] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.", min=1)] = 1,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads [default: all cores].", min=1)] = None,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.", min=0)] = 10,
     iterations: Annotated[int, typer.Option(help="Timed runs.", min=1)] = 50,
-    max_images: Annotated[int | None, typer.Option(help="Evaluate on an even sample of at most N images.",
-                                                   min=1)] = None,
+    max_images: Annotated[
+        int | None, typer.Option(help="Evaluate on an even sample of at most N images.", min=1)
+    ] = None,
     min_agreement: Annotated[float, typer.Option(help="Gate: engine/torch top-1 agreement.")] = 0.99,
     max_engine_drop: Annotated[float, typer.Option(help="Gate: engine accuracy below torch's.")] = 0.01,
-    max_drop: Annotated[float | None, typer.Option(help="Gate: engine accuracy below the unpruned "
-                                                        "baseline's.")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="Gate: engine accuracy below the unpruned baseline's.")] = None,
     run: RunOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -215,9 +255,16 @@ def bench(
     from edgeprune.bench.report import Gate
     from edgeprune.pipeline.bench import BenchRequest, run_bench
 
-    request = BenchRequest(target=target, domain=domain, batch=batch, threads=threads, warmup=warmup,
-                           iterations=iterations, max_images=max_images,
-                           gate=Gate(min_agreement, max_engine_drop, max_drop))
+    request = BenchRequest(
+        target=target,
+        domain=domain,
+        batch=batch,
+        threads=threads,
+        warmup=warmup,
+        iterations=iterations,
+        max_images=max_images,
+        gate=Gate(min_agreement, max_engine_drop, max_drop),
+    )
     result, report = run_bench(_workspace(workspace), request, run, _reporter())
     _print_bench(report, result.stage("bench") / f"{report['target']}-{report['domain']}.json")
     if not report["gate"]["passed"]:
@@ -228,8 +275,10 @@ def _print_bench(report: dict[str, Any], path: Path) -> None:
     from edgeprune.bench.report import report_rows
 
     seen = "seen in training" if report["domain_seen_in_training"] else "held out"
-    table = Table(title=f"{report['run']}: {report['target']} on {report['domain']} ({seen}), "
-                        f"batch {report['batch']}, {report['threads'] or 'all'} threads")
+    table = Table(
+        title=f"{report['run']}: {report['target']} on {report['domain']} ({seen}), "
+        f"batch {report['batch']}, {report['threads'] or 'all'} threads"
+    )
     for column in ("", "baseline", "pruned"):
         table.add_column(column, justify="right" if column else "left")
     for row in report_rows(report):
@@ -268,8 +317,10 @@ def demo(
 @data_app.command("generate")
 @user_errors
 def data_generate(
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write it [default: the cache folder].")] = None,
-    images_per_class: Annotated[int, typer.Option(help="Images per class and domain.", min=1)] = 40,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where to write it [default: the cache folder].")
+    ] = None,
+    images_per_class: Annotated[int, typer.Option(help="Images per class and domain.", min=1)] = 80,
     size: Annotated[int, typer.Option(help="Image side in pixels.", min=16)] = 64,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
 ) -> None:
@@ -277,14 +328,15 @@ def data_generate(
 
     Example:
 
-      edgeprune data generate --out ./builtin-pacs --images-per-class 40
+      edgeprune data generate --out ./builtin-pacs --images-per-class 80
     """
     from edgeprune.data.builtin import default_builtin_root, generate_builtin
 
     root = out_dir or default_builtin_root()
     with _reporter().task("generate", None) as advance:
-        generate_builtin(root, images_per_class=images_per_class, size=size, seed=seed,
-                         progress=lambda done, total: advance(1))
+        generate_builtin(
+            root, images_per_class=images_per_class, size=size, seed=seed, progress=lambda done, total: advance(1)
+        )
     out.print(f"built-in data set: {root}")
 
 

@@ -51,8 +51,13 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = None,
-            reporter: Reporter | None = None, description: str = "evaluate") -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | None = None,
+    reporter: Reporter | None = None,
+    description: str = "evaluate",
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 predictions and labels over a loader."""
     device = device or default_device()
     model.eval().to(device)
@@ -111,7 +116,9 @@ def fine_tune(
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
         except Exception as exc:
-            raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
+            raise EdgepruneError(
+                f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again"
+            ) from None
         history, start_epoch = state["history"], state["epoch"]
         reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
     torch.manual_seed(config.seed + start_epoch)

@@ -30,8 +30,20 @@ def builtin_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_request(data: Path, **overrides: object):
     from edgeprune.pipeline.prune import PruneRequest
 
-    values = dict(model="vit-micro", ratio=0.5, metric="l2", data=data, target_domain="sketch", random_init=True,
-                  baseline_epochs=1, epochs=1, max_steps_per_epoch=2, calib_batches=1, batch_size=16, lr=1e-3)
+    values = dict(
+        model="vit-micro",
+        ratio=0.5,
+        metric="l2",
+        data=data,
+        target_domain="sketch",
+        random_init=True,
+        baseline_epochs=1,
+        epochs=1,
+        max_steps_per_epoch=2,
+        calib_batches=1,
+        batch_size=16,
+        lr=1e-3,
+    )
     values.update(overrides)
     return PruneRequest(**values)
 

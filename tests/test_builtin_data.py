@@ -36,10 +36,16 @@ def renders() -> dict[str, np.ndarray]:
     """domain -> (classes, images, H, W, 3) floats in [0, 1]; 8 images per class at 32 px."""
     out = {}
     for d, domain in enumerate(DOMAINS):
-        out[domain] = np.array([
-            [np.asarray(render_image(name, domain, np.random.default_rng([0, d, c, i]), 32)) for i in range(8)]
-            for c, name in enumerate(CLASSES)
-        ], dtype=np.float32) / 255
+        out[domain] = (
+            np.array(
+                [
+                    [np.asarray(render_image(name, domain, np.random.default_rng([0, d, c, i]), 32)) for i in range(8)]
+                    for c, name in enumerate(CLASSES)
+                ],
+                dtype=np.float32,
+            )
+            / 255
+        )
     return out
 
 

@@ -43,12 +43,25 @@ def test_prune_rejects_bad_data(tmp_path: Path, builtin_root: Path) -> None:
     empty.mkdir()
     common = ["prune", "--workspace", tmp_path / "ws", "--model", "vit-micro", "--random-init"]
     assert_user_error(invoke(*common, "--data", empty), "no domains")
-    assert_user_error(invoke(*common, "--data", builtin_root, "--target-domain", "clipart"),
-                      "unknown --target-domain 'clipart'")
+    assert_user_error(
+        invoke(*common, "--data", builtin_root, "--target-domain", "clipart"), "unknown --target-domain 'clipart'"
+    )
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"junk")
-    assert_user_error(invoke("prune", "--workspace", tmp_path / "ws", "--model", "vit-micro", "--data", builtin_root,
-                             "--checkpoint", corrupt), "could not read checkpoint")
+    assert_user_error(
+        invoke(
+            "prune",
+            "--workspace",
+            tmp_path / "ws",
+            "--model",
+            "vit-micro",
+            "--data",
+            builtin_root,
+            "--checkpoint",
+            corrupt,
+        ),
+        "could not read checkpoint",
+    )
     assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
 
 
@@ -61,19 +74,47 @@ def test_export_and_bench_need_a_run(command: str, tmp_path: Path) -> None:
 def test_unknown_and_unbuilt_targets(finished_run) -> None:
     workspace, run = finished_run
     assert_user_error(invoke("export", "--workspace", workspace.root, "--target", "tflite"), "unknown --target")
-    assert_user_error(invoke("bench", "--workspace", workspace.root, "--target", "onnx"),
-                      "run `edgeprune export --target onnx` first")
+    assert_user_error(
+        invoke("bench", "--workspace", workspace.root, "--target", "onnx"), "run `edgeprune export --target onnx` first"
+    )
 
 
 def test_whole_path_through_the_cli(builtin_root: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    result = invoke("prune", "--workspace", ws, "--run", "cli", "--model", "deit-micro", "--random-init",
-                    "--data", builtin_root, "--metric", "taylor", "--baseline-epochs", "1", "--epochs", "1",
-                    "--max-steps-per-epoch", "2", "--calib-batches", "1", "--batch-size", "16", "--workers", "0")
+    result = invoke(
+        "prune",
+        "--workspace",
+        ws,
+        "--run",
+        "cli",
+        "--model",
+        "deit-micro",
+        "--random-init",
+        "--data",
+        builtin_root,
+        "--metric",
+        "taylor",
+        "--baseline-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--calib-batches",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     assert "per-block widths" in result.output
-    assert_user_error(invoke("prune", "--workspace", ws, "--run", "cli", "--model", "deit-micro", "--random-init",
-                             "--data", builtin_root), "already exists")
+    assert_user_error(
+        invoke(
+            "prune", "--workspace", ws, "--run", "cli", "--model", "deit-micro", "--random-init", "--data", builtin_root
+        ),
+        "already exists",
+    )
     result = invoke("export", "--workspace", ws, "--target", "onnx", "--parity-images", "8")
     assert result.exit_code == 0, result.output
     result = invoke("bench", "--workspace", ws, "--target", "onnx", "--iterations", "3", "--warmup", "1")

@@ -76,8 +76,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_hessian_matches_a_per_sample_loop() -> None:
-    spec = ModelSpec("two-block", "vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 2,
-                                                           "embed_dim": 48, "num_heads": 3})
+    spec = ModelSpec(
+        "two-block",
+        "vit_tiny_patch16_224",
+        {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3},
+    )
     model = create_model(spec, 7, random_init=True).eval()
     batches = [(torch.randn(5, 3, 32, 32), torch.randint(0, 7, (5,))) for _ in range(2)]
     fisher = fisher_diagonal(model, batches, chunk_size=3)
@@ -94,8 +97,11 @@ def test_hessian_matches_a_per_sample_loop() -> None:
 
 
 def test_unsupported_models_and_bad_config() -> None:
-    spec = ModelSpec("beit-small", "beit_base_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 1,
-                                                            "embed_dim": 48, "num_heads": 3})
+    spec = ModelSpec(
+        "beit-small",
+        "beit_base_patch16_224",
+        {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 48, "num_heads": 3},
+    )
     model = create_model(spec, 7, random_init=True)
     with pytest.raises(EdgepruneError, match="BEiT pruning is not supported yet"):
         prune_model(model, spec.timm_name, PruneConfig(), BATCHES)

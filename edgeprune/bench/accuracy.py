@@ -11,7 +11,9 @@ from edgeprune.progress import Reporter
 
 
 def runner_predictions(
-    run: Callable[[np.ndarray], np.ndarray], loader: DataLoader, reporter: Reporter | None = None,
+    run: Callable[[np.ndarray], np.ndarray],
+    loader: DataLoader,
+    reporter: Reporter | None = None,
     description: str = "engine accuracy",
 ) -> np.ndarray:
     preds = []

@@ -31,12 +31,16 @@ class Gate:
             )
         if self.latency_budget_ms is not None and report["latency_ms"]["p50"] > self.latency_budget_ms:
             reasons.append(f"p50 latency {report['latency_ms']['p50']:.2f} ms > budget {self.latency_budget_ms} ms")
-        return {"passed": not reasons, "reasons": reasons, "thresholds": {
-            "min_agreement": self.min_agreement,
-            "max_engine_drop": self.max_engine_drop,
-            "max_baseline_drop": self.max_baseline_drop,
-            "latency_budget_ms": self.latency_budget_ms,
-        }}
+        return {
+            "passed": not reasons,
+            "reasons": reasons,
+            "thresholds": {
+                "min_agreement": self.min_agreement,
+                "max_engine_drop": self.max_engine_drop,
+                "max_baseline_drop": self.max_baseline_drop,
+                "latency_budget_ms": self.latency_budget_ms,
+            },
+        }
 
 
 def _millions(n: int) -> str:
@@ -50,10 +54,18 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("MACs / image", _millions(report["macs"]["baseline"]), _millions(report["macs"]["pruned"])),
         ("params", _millions(report["params"]["baseline"]), _millions(report["params"]["pruned"])),
         (f"accuracy on {report['domain']} (torch)", f"{acc['baseline']:.4f}", f"{acc['pruned_torch']:.4f}"),
-        (f"accuracy on {report['domain']} ({report['target']})", f"{acc['baseline_engine']:.4f}", f"{acc['engine']:.4f}"),
+        (
+            f"accuracy on {report['domain']} ({report['target']})",
+            f"{acc['baseline_engine']:.4f}",
+            f"{acc['engine']:.4f}",
+        ),
         ("engine/torch top-1 agreement", f"{report['baseline_agreement']:.4f}", f"{report['agreement']:.4f}"),
         (f"latency p50 (batch {report['batch']})", f"{base_lat['p50']:.2f} ms", f"{lat['p50']:.2f} ms"),
-        ("latency p90 / p99", f"{base_lat['p90']:.2f} / {base_lat['p99']:.2f} ms", f"{lat['p90']:.2f} / {lat['p99']:.2f} ms"),
+        (
+            "latency p90 / p99",
+            f"{base_lat['p90']:.2f} / {base_lat['p99']:.2f} ms",
+            f"{lat['p90']:.2f} / {lat['p99']:.2f} ms",
+        ),
         ("throughput", f"{report['baseline_throughput_ips']:.1f} img/s", f"{report['throughput_ips']:.1f} img/s"),
         ("speed-up (p50)", "1.00x", f"{report['speedup']:.2f}x"),
     ]

@@ -19,6 +19,7 @@ DOMAINS: tuple[str, ...] = ("photo", "art_painting", "cartoon", "sketch")
 CLASSES: tuple[str, ...] = ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")
 
 VERSION = 1
+DEFAULT_IMAGES_PER_CLASS = 80  # 2,240 images: enough for the demo's from-scratch ViT to learn the sources
 MARKER = ".complete"
 _SUPERSAMPLE = 3  # draw at 3x the output size, then downsample with an antialiasing filter
 
@@ -72,8 +73,17 @@ def _step(start: tuple[float, float], angle_deg: float, length: float) -> tuple[
     return (start[0] + length * np.sin(a), start[1] + length * np.cos(a))
 
 
-def _legs(rng: np.random.Generator, hips_x: list[float], hip_y: float, length: float, w0: float, w1: float,
-          swing: float, knee: float, hoof: float = 0.0) -> list[Part]:
+def _legs(
+    rng: np.random.Generator,
+    hips_x: list[float],
+    hip_y: float,
+    length: float,
+    w0: float,
+    w1: float,
+    swing: float,
+    knee: float,
+    hoof: float = 0.0,
+) -> list[Part]:
     """Legs as bent tubes; the far leg of each pair is drawn first, in the darker "shade" role."""
     far, near = [], []
     for k, x in enumerate(hips_x):
@@ -104,8 +114,9 @@ def _dog(rng: np.random.Generator) -> list[Part]:
     tail = [(-brx * 0.92, -0.04), (-brx - 0.14, -0.08 + tail_up * 0.6), (-brx - 0.22, -0.1 + tail_up)]
     hx, hy, hr = brx + _j(rng, 0.06, 0.4), -bry - _j(rng, 0.08, 0.4), _j(rng, 0.16)
     parts = [Part(_tube(tail, 0.08, 0.03), "main")]
-    parts += _legs(rng, [-brx * 0.7, -brx * 0.45, brx * 0.45, brx * 0.7], bry * 0.4, _j(rng, 0.38),
-                   0.11, 0.08, swing=22, knee=15)
+    parts += _legs(
+        rng, [-brx * 0.7, -brx * 0.45, brx * 0.45, brx * 0.7], bry * 0.4, _j(rng, 0.38), 0.11, 0.08, swing=22, knee=15
+    )
     parts += [
         Part(_ellipse(0.0, 0.0, brx, bry), "main"),
         Part(_tube([(brx * 0.7, -bry * 0.3), (hx, hy)], 0.16, 0.13), "main"),  # neck
@@ -117,8 +128,7 @@ def _dog(rng: np.random.Generator) -> list[Part]:
     if rng.random() < 0.5:  # floppy ear
         parts.append(Part(_ellipse(hx - hr * 0.35, hy + hr * 0.15, hr * 0.3, hr * 0.75, 20), "second"))
     else:  # pointed ear
-        ear = [(hx - hr * 0.6, hy - hr * 0.5), (hx - hr * 0.05, hy - hr * 0.75),
-               (hx - hr * 0.45, hy - hr * 1.6)]
+        ear = [(hx - hr * 0.6, hy - hr * 0.5), (hx - hr * 0.05, hy - hr * 0.75), (hx - hr * 0.45, hy - hr * 1.6)]
         parts.append(Part(np.array(ear), "second"))
     return parts
 
@@ -127,17 +137,28 @@ def _elephant(rng: np.random.Generator) -> list[Part]:
     brx, bry = _j(rng, 0.55), _j(rng, 0.36)
     hx, hy, hr = brx * 0.95, -bry * 0.55, _j(rng, 0.27)
     curl = rng.uniform(-0.15, 0.2)
-    trunk = [(hx + hr * 0.8, hy + hr * 0.1), (hx + hr * 1.2, hy + hr * 0.9), (hx + hr * 1.25, hy + hr * 1.8),
-             (hx + hr * 1.25 + curl, hy + hr * 2.5 - abs(curl))]
+    trunk = [
+        (hx + hr * 0.8, hy + hr * 0.1),
+        (hx + hr * 1.2, hy + hr * 0.9),
+        (hx + hr * 1.25, hy + hr * 1.8),
+        (hx + hr * 1.25 + curl, hy + hr * 2.5 - abs(curl)),
+    ]
     parts = [Part(_tube([(-brx * 0.97, -bry * 0.2), (-brx - 0.1, bry * 0.6)], 0.05, 0.03), "main")]  # tail
-    parts += _legs(rng, [-brx * 0.62, -brx * 0.35, brx * 0.35, brx * 0.62], bry * 0.45, _j(rng, 0.5),
-                   0.22, 0.2, swing=8, knee=5)
+    parts += _legs(
+        rng, [-brx * 0.62, -brx * 0.35, brx * 0.35, brx * 0.62], bry * 0.45, _j(rng, 0.5), 0.22, 0.2, swing=8, knee=5
+    )
     parts += [
         Part(_ellipse(0.0, 0.0, brx, bry), "main"),
         Part(_ellipse(hx, hy, hr, hr), "main"),
         Part(_tube(trunk, 0.17, 0.07), "main"),
-        Part(_tube([(hx + hr * 0.7, hy + hr * 0.75), (hx + hr * 1.1, hy + hr * 1.2),
-                    (hx + hr * 1.55, hy + hr * 1.1)], 0.06, 0.025), "light"),  # tusk
+        Part(
+            _tube(
+                [(hx + hr * 0.7, hy + hr * 0.75), (hx + hr * 1.1, hy + hr * 1.2), (hx + hr * 1.55, hy + hr * 1.1)],
+                0.06,
+                0.025,
+            ),
+            "light",
+        ),  # tusk
         Part(_ellipse(hx - hr * 0.3, hy + hr * 0.2, _j(rng, hr * 0.65), _j(rng, hr), -10), "shade"),  # ear
         Part(_ellipse(hx + hr * 0.45, hy - hr * 0.3, hr * 0.09, hr * 0.09), "dark"),  # eye
     ]
@@ -152,8 +173,17 @@ def _giraffe(rng: np.random.Generator) -> list[Part]:
     head_angle = rng.uniform(10, 40)
     hx, hy = top[0] + 0.12 * np.cos(np.radians(head_angle)), top[1] + 0.12 * np.sin(np.radians(head_angle))
     parts = [Part(_tube([(-brx * 0.95, -bry * 0.3), (-brx - 0.08, bry * 1.2)], 0.035, 0.02), "main")]  # tail
-    parts += _legs(rng, [-brx * 0.75, -brx * 0.5, brx * 0.5, brx * 0.75], bry * 0.4, _j(rng, 0.85),
-                   0.08, 0.055, swing=12, knee=10, hoof=0.05)
+    parts += _legs(
+        rng,
+        [-brx * 0.75, -brx * 0.5, brx * 0.5, brx * 0.75],
+        bry * 0.4,
+        _j(rng, 0.85),
+        0.08,
+        0.055,
+        swing=12,
+        knee=10,
+        hoof=0.05,
+    )
     parts += [
         Part(_ellipse(0.0, 0.0, brx, bry, rng.uniform(-12, 0)), "main"),
         Part(_tube([neck_base, top], 0.2, 0.09), "main"),
@@ -181,8 +211,17 @@ def _guitar(rng: np.random.Generator) -> list[Part]:
     neck_top = upper_y - upper_r * 0.5 - neck_len
     parts = [
         Part(_rect(-neck_w / 2, neck_top, neck_w / 2, upper_y), "second"),
-        Part(np.array([(-neck_w * 0.7, neck_top - 0.22), (neck_w * 0.7, neck_top - 0.22),
-                       (neck_w * 0.55, neck_top + 0.02), (-neck_w * 0.55, neck_top + 0.02)]), "dark"),  # head
+        Part(
+            np.array(
+                [
+                    (-neck_w * 0.7, neck_top - 0.22),
+                    (neck_w * 0.7, neck_top - 0.22),
+                    (neck_w * 0.55, neck_top + 0.02),
+                    (-neck_w * 0.55, neck_top + 0.02),
+                ]
+            ),
+            "dark",
+        ),  # head
         Part(_ellipse(0.0, 0.45, lower_r, lower_r * 0.92, n=36), "main"),
         Part(_ellipse(0.0, upper_y, upper_r, upper_r * 0.92, n=36), "main"),
         Part(_ellipse(0.0, (0.45 + upper_y) / 2 - 0.02, hole_r, hole_r), "dark"),  # sound hole
@@ -201,16 +240,30 @@ def _horse(rng: np.random.Generator) -> list[Part]:
     muzzle = _step(poll, rng.uniform(40, 80), _j(rng, 0.38))
     tail = [(-brx * 0.97, -bry * 0.5), (-brx - 0.14, bry * 0.2), (-brx - rng.uniform(0.1, 0.25), bry + 0.35)]
     parts = [Part(_tube(tail, 0.1, 0.05), "second")]
-    parts += _legs(rng, [-brx * 0.75, -brx * 0.55, brx * 0.55, brx * 0.75], bry * 0.4, _j(rng, 0.7),
-                   0.1, 0.06, swing=25, knee=25, hoof=0.06)
+    parts += _legs(
+        rng,
+        [-brx * 0.75, -brx * 0.55, brx * 0.55, brx * 0.75],
+        bry * 0.4,
+        _j(rng, 0.7),
+        0.1,
+        0.06,
+        swing=25,
+        knee=25,
+        hoof=0.06,
+    )
     parts += [
         Part(_ellipse(0.0, 0.0, brx, bry), "main"),
         Part(_tube([neck_base, poll], 0.26, 0.14), "main"),
-        Part(np.array([(poll[0] - 0.04, poll[1] - 0.02), (poll[0] + 0.02, poll[1] - 0.05),
-                       (poll[0] - 0.03, poll[1] - 0.16)]), "main"),  # ear
+        Part(
+            np.array(
+                [(poll[0] - 0.04, poll[1] - 0.02), (poll[0] + 0.02, poll[1] - 0.05), (poll[0] - 0.03, poll[1] - 0.16)]
+            ),
+            "main",
+        ),  # ear
         Part(_tube([poll, muzzle], 0.15, 0.1), "main"),  # head
-        Part(_tube([(neck_base[0] - 0.12, neck_base[1] - 0.02), (poll[0] - 0.07, poll[1] + 0.02)],
-                   0.07, 0.05), "second"),  # mane
+        Part(
+            _tube([(neck_base[0] - 0.12, neck_base[1] - 0.02), (poll[0] - 0.07, poll[1] + 0.02)], 0.07, 0.05), "second"
+        ),  # mane
         Part(_ellipse(*_step(poll, rng.uniform(40, 80), 0.09), 0.025, 0.025), "dark"),  # eye
     ]
     return parts
@@ -267,8 +320,13 @@ def _person(rng: np.random.Generator) -> list[Part]:
 
 
 _SHAPES: dict[str, Callable[[np.random.Generator], list[Part]]] = {
-    "dog": _dog, "elephant": _elephant, "giraffe": _giraffe, "guitar": _guitar,
-    "horse": _horse, "house": _house, "person": _person,
+    "dog": _dog,
+    "elephant": _elephant,
+    "giraffe": _giraffe,
+    "guitar": _guitar,
+    "horse": _horse,
+    "house": _house,
+    "person": _person,
 }
 _MAX_ROTATION = {"guitar": 35.0}  # degrees; others get the default below
 _DEFAULT_ROTATION = 10.0
@@ -284,8 +342,7 @@ def _place(parts: list[Part], rng: np.random.Generator, canvas: int, max_rotatio
     margin = 0.03 * canvas
     scale = rng.uniform(0.6, 1.0) * (canvas - 2 * margin) / float(np.max(hi - lo))
     offset = margin + rng.random(2) * (canvas - 2 * margin - (hi - lo) * scale) - lo * scale
-    return [replace(p, points=m * scale + offset, width=p.width * scale)
-            for p, m in zip(parts, moved, strict=True)]
+    return [replace(p, points=m * scale + offset, width=p.width * scale) for p, m in zip(parts, moved, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -293,20 +350,38 @@ def _place(parts: list[Part], rng: np.random.Generator, canvas: int, max_rotatio
 # ----------------------------------------------------------------------------------------------------------
 
 _PHOTO_PALETTE: dict[str, dict[str, list[Color]]] = {
-    "dog": {"main": [(150, 100, 60), (205, 165, 105), (70, 55, 45), (225, 215, 200), (185, 125, 55)],
-            "second": [(95, 65, 40), (60, 45, 35), (200, 180, 150)]},
+    "dog": {
+        "main": [(150, 100, 60), (205, 165, 105), (70, 55, 45), (225, 215, 200), (185, 125, 55)],
+        "second": [(95, 65, 40), (60, 45, 35), (200, 180, 150)],
+    },
     "elephant": {"main": [(128, 124, 120), (108, 104, 100), (150, 140, 130)], "second": [(90, 88, 86)]},
-    "giraffe": {"main": [(222, 178, 95), (205, 160, 85), (230, 195, 130)],
-                "second": [(125, 72, 32), (95, 58, 30)]},
-    "guitar": {"main": [(205, 125, 55), (170, 85, 35), (150, 35, 30), (40, 38, 36), (230, 185, 115)],
-               "second": [(95, 58, 32), (60, 42, 28)]},
-    "horse": {"main": [(125, 72, 40), (85, 52, 32), (50, 40, 34), (205, 200, 195), (165, 115, 72)],
-              "second": [(45, 35, 28), (95, 65, 42), (220, 215, 200)]},
-    "house": {"main": [(230, 225, 210), (170, 82, 62), (222, 202, 142), (152, 172, 192), (200, 190, 170)],
-              "second": [(152, 52, 42), (92, 62, 52), (82, 82, 92)], "light": [(180, 210, 232)]},
-    "person": {"main": [(190, 40, 40), (40, 90, 170), (40, 130, 70), (230, 200, 60), (240, 240, 235),
-                        (120, 60, 140), (230, 130, 40), (60, 60, 65)],
-               "second": [(42, 62, 112), (32, 32, 36), (102, 82, 62), (62, 72, 62)]},
+    "giraffe": {"main": [(222, 178, 95), (205, 160, 85), (230, 195, 130)], "second": [(125, 72, 32), (95, 58, 30)]},
+    "guitar": {
+        "main": [(205, 125, 55), (170, 85, 35), (150, 35, 30), (40, 38, 36), (230, 185, 115)],
+        "second": [(95, 58, 32), (60, 42, 28)],
+    },
+    "horse": {
+        "main": [(125, 72, 40), (85, 52, 32), (50, 40, 34), (205, 200, 195), (165, 115, 72)],
+        "second": [(45, 35, 28), (95, 65, 42), (220, 215, 200)],
+    },
+    "house": {
+        "main": [(230, 225, 210), (170, 82, 62), (222, 202, 142), (152, 172, 192), (200, 190, 170)],
+        "second": [(152, 52, 42), (92, 62, 52), (82, 82, 92)],
+        "light": [(180, 210, 232)],
+    },
+    "person": {
+        "main": [
+            (190, 40, 40),
+            (40, 90, 170),
+            (40, 130, 70),
+            (230, 200, 60),
+            (240, 240, 235),
+            (120, 60, 140),
+            (230, 130, 40),
+            (60, 60, 65),
+        ],
+        "second": [(42, 62, 112), (32, 32, 36), (102, 82, 62), (62, 72, 62)],
+    },
 }
 _SKIN: list[Color] = [(240, 200, 170), (225, 175, 135), (180, 125, 90), (120, 80, 55), (90, 60, 45)]
 
@@ -474,8 +549,15 @@ def _render_photo(parts: list[Part], class_name: str, rng: np.random.Generator, 
     return _to_image(out)
 
 
-def _brush_stroke(draw: ImageDraw.ImageDraw, rng: np.random.Generator, start: np.ndarray, length: float,
-                  width: float, color: Color, alpha: int) -> None:
+def _brush_stroke(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    start: np.ndarray,
+    length: float,
+    width: float,
+    color: Color,
+    alpha: int,
+) -> None:
     heading = rng.uniform(0, 2 * np.pi)
     bend = rng.uniform(-0.6, 0.6)
     pts = [start]
@@ -490,9 +572,15 @@ def _render_art(parts: list[Part], class_name: str, rng: np.random.Generator, ca
     img = Image.new("RGB", (canvas, canvas), _jitter(rng, background[0], 20))
     draw = ImageDraw.Draw(img, "RGBA")  # RGBA fills blend onto the RGB canvas
     for _ in range(rng.integers(35, 60)):  # background brushwork
-        _brush_stroke(draw, rng, rng.random(2) * canvas, canvas * rng.uniform(0.1, 0.4),
-                      canvas * rng.uniform(0.03, 0.08), _jitter(rng, _pick(rng, background), 30),
-                      int(rng.integers(60, 170)))
+        _brush_stroke(
+            draw,
+            rng,
+            rng.random(2) * canvas,
+            canvas * rng.uniform(0.1, 0.4),
+            canvas * rng.uniform(0.03, 0.08),
+            _jitter(rng, _pick(rng, background), 30),
+            int(rng.integers(60, 170)),
+        )
     for part in parts:
         _draw_part(draw, part, (*colors[part.role], 235))
     # Brushwork over the object, in its own (jittered) colours, so the texture does not erase the shape.
@@ -503,8 +591,15 @@ def _render_art(parts: list[Part], class_name: str, rng: np.random.Generator, ca
     for idx in rng.choice(inside, size=min(len(inside), int(rng.integers(40, 70))), replace=False):
         y, x = divmod(int(idx), canvas)
         r, g, b = (int(v) for v in pixels[y, x])
-        _brush_stroke(draw, rng, np.array([x, y], float), extent * rng.uniform(0.04, 0.1),
-                      extent * rng.uniform(0.015, 0.035), _jitter(rng, (r, g, b), 35), int(rng.integers(90, 170)))
+        _brush_stroke(
+            draw,
+            rng,
+            np.array([x, y], float),
+            extent * rng.uniform(0.04, 0.1),
+            extent * rng.uniform(0.015, 0.035),
+            _jitter(rng, (r, g, b), 35),
+            int(rng.integers(90, 170)),
+        )
     img = img.filter(ImageFilter.GaussianBlur(canvas / 120))
     noise = 14 * np.stack([_smooth_noise(rng, canvas, 10) for _ in range(3)], axis=-1)
     noise += rng.normal(0, 7, (canvas, canvas, 3)).astype(np.float32)
@@ -526,15 +621,15 @@ def _render_cartoon(parts: list[Part], class_name: str, rng: np.random.Generator
     for part in parts:
         if part.closed:
             draw.polygon(_flat(part.points), fill=colors[part.role])
-            draw.line(_flat(np.concatenate([part.points, part.points[:2]])), fill=(0, 0, 0), width=outline,
-                      joint="curve")
+            draw.line(
+                _flat(np.concatenate([part.points, part.points[:2]])), fill=(0, 0, 0), width=outline, joint="curve"
+            )
         else:
             draw.line(_flat(part.points), fill=(0, 0, 0), width=max(outline, round(part.width)))
     return img
 
 
-def _wobbly(points: np.ndarray, rng: np.random.Generator, spacing: float, amount: float,
-            closed: bool) -> np.ndarray:
+def _wobbly(points: np.ndarray, rng: np.random.Generator, spacing: float, amount: float, closed: bool) -> np.ndarray:
     """Resample a polyline every ~`spacing` pixels and jitter it, for a hand-drawn look."""
     if closed:
         points = np.concatenate([points, points[:1]])
@@ -594,7 +689,10 @@ def _render_sketch(parts: list[Part], class_name: str, rng: np.random.Generator,
 
 
 _STYLES: dict[str, Callable[[list[Part], str, np.random.Generator, int], Image.Image]] = {
-    "photo": _render_photo, "art_painting": _render_art, "cartoon": _render_cartoon, "sketch": _render_sketch,
+    "photo": _render_photo,
+    "art_painting": _render_art,
+    "cartoon": _render_cartoon,
+    "sketch": _render_sketch,
 }
 
 
@@ -629,8 +727,14 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def generate_builtin(root: Path, *, images_per_class: int = 40, size: int = 64, seed: int = 0,
-                     progress: Callable[[int, int], None] | None = None) -> Path:
+def generate_builtin(
+    root: Path,
+    *,
+    images_per_class: int = DEFAULT_IMAGES_PER_CLASS,
+    size: int = 64,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write ROOT/<domain>/<class>/<i:04d>.png for every domain and class, atomically; return root.
 
     Same arguments give byte-identical files. A complete data set with the same arguments is left as is;

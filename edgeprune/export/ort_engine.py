@@ -16,8 +16,11 @@ def optimise_for_cpu(source: Path, destination: Path) -> None:
     """Save onnxruntime's optimised graph; the 'extended' level stays portable across x86 and Arm CPUs."""
     tmp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     try:
-        ort.InferenceSession(str(source), session_options(optimization="extended", optimized_model_path=tmp),
-                             providers=["CPUExecutionProvider"])
+        ort.InferenceSession(
+            str(source),
+            session_options(optimization="extended", optimized_model_path=tmp),
+            providers=["CPUExecutionProvider"],
+        )
         os.replace(tmp, destination)
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,8 +17,9 @@ _OPT_LEVELS = {
 }
 
 
-def session_options(threads: int | None = None, optimization: str = "all",
-                    optimized_model_path: Path | None = None) -> ort.SessionOptions:
+def session_options(
+    threads: int | None = None, optimization: str = "all", optimized_model_path: Path | None = None
+) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = _OPT_LEVELS[optimization]
     options.log_severity_level = 3

@@ -51,19 +51,22 @@ def _engine_paths(run: Run, target: str) -> dict[str, Any]:
         path = run.dir / engine["path"]
         if not path.exists() or file_sha256(path) != engine["sha256"]:
             raise EdgepruneError(
-                f"{path} no longer matches its build record: rebuild it with `edgeprune export --target {target} --force`"
+                f"{path} no longer matches its build record: "
+                f"rebuild it with `edgeprune export --target {target} --force`"
             )
         paths[name] = path
     for name, stage in (("model", "finetuned"), ("baseline", "baseline")):
         if file_sha256(run.stage(stage) / "model.safetensors") != build["model_sha256"][name]:
             raise EdgepruneError(
-                f"the {target} engine was built from an older {stage} model: re-run `edgeprune export --target {target} --force`"
+                f"the {target} engine was built from an older {stage} model: "
+                f"re-run `edgeprune export --target {target} --force`"
             )
     return paths
 
 
-def run_bench(workspace: Workspace, request: BenchRequest, run_name: str | None = None,
-              reporter: Reporter | None = None) -> tuple[Run, dict[str, Any]]:
+def run_bench(
+    workspace: Workspace, request: BenchRequest, run_name: str | None = None, reporter: Reporter | None = None
+) -> tuple[Run, dict[str, Any]]:
     reporter = reporter or Reporter()
     resolve_target(request.target)
     if request.batch < 1:
@@ -81,17 +84,24 @@ def run_bench(workspace: Workspace, request: BenchRequest, run_name: str | None 
     baseline, pruned = load_model(run.stage("baseline")), load_model(run.stage("finetuned"))
     loader = eval_loader(pruned, samples)
     preds = {
-        "baseline": cached_predictions(run.stage("baseline"), domain, samples,
-                                       lambda: predict(baseline, loader, reporter=reporter,
-                                                       description="baseline torch")[0]),
-        "pruned_torch": cached_predictions(run.stage("finetuned"), domain, samples,
-                                           lambda: predict(pruned, loader, reporter=reporter,
-                                                           description="pruned torch")[0]),
+        "baseline": cached_predictions(
+            run.stage("baseline"),
+            domain,
+            samples,
+            lambda: predict(baseline, loader, reporter=reporter, description="baseline torch")[0],
+        ),
+        "pruned_torch": cached_predictions(
+            run.stage("finetuned"),
+            domain,
+            samples,
+            lambda: predict(pruned, loader, reporter=reporter, description="pruned torch")[0],
+        ),
     }
     runners = {name: OrtRunner(path, threads=request.threads) for name, path in engines.items()}
     preds["engine"] = runner_predictions(runners["model"].run, loader, reporter, f"{request.target} pruned")
-    preds["baseline_engine"] = runner_predictions(runners["baseline"].run, loader, reporter,
-                                                  f"{request.target} baseline")
+    preds["baseline_engine"] = runner_predictions(
+        runners["baseline"].run, loader, reporter, f"{request.target} baseline"
+    )
 
     latency_samples = [samples[i % len(samples)] for i in range(request.batch)]
     batch = next(iter(eval_loader(pruned, latency_samples, batch_size=request.batch)))[0].numpy()

@@ -21,8 +21,8 @@ def demo_request(data: Path | None = None) -> PruneRequest:
         data=data,
         target_domain="sketch",
         random_init=True,
-        baseline_epochs=30,
-        epochs=10,
+        baseline_epochs=20,
+        epochs=8,
         lr=5e-4,
         baseline_lr=1e-3,
         calib_batches=4,
@@ -30,8 +30,13 @@ def demo_request(data: Path | None = None) -> PruneRequest:
     )
 
 
-def run_demo(workspace: Workspace, *, run_name: str | None = None, request: PruneRequest | None = None,
-             reporter: Reporter | None = None) -> dict[str, Any]:
+def run_demo(
+    workspace: Workspace,
+    *,
+    run_name: str | None = None,
+    request: PruneRequest | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     reporter = reporter or Reporter()
     request = request or demo_request()
     run = run_prune(request, workspace, run_name=run_name, reporter=reporter)

@@ -52,8 +52,10 @@ def export_stage(run: Run, request: ExportRequest, reporter: Reporter) -> dict[s
         reporter.info("export: ONNX files are up to date with the run's models (use --force to redo)")
         return read_json(run.stage("export") / "parity.json")
     data = RunData.from_manifest(run.manifest(), reporter)
-    report: dict[str, Any] = {"tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": MIN_AGREEMENT},
-                              "domain": data.split.target}
+    report: dict[str, Any] = {
+        "tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": MIN_AGREEMENT},
+        "domain": data.split.target,
+    }
     sources = {}
     with atomic_dir(run.stage("export")) as folder:
         for name, stage in EXPORTED.items():
@@ -63,14 +65,23 @@ def export_stage(run: Run, request: ExportRequest, reporter: Reporter) -> dict[s
                 export_onnx(model, onnx_path, request.opset)
             report[name] = parity(onnx_path, model, _parity_images(model, data, request.parity_images))
             sources[name] = file_sha256(run.stage(stage) / WEIGHTS_FILE)
-            reporter.info(f"export: {name}.onnx max |diff| {report[name]['max_abs_diff']:.2e}, "
-                          f"top-1 agreement {report[name]['top1_agreement']:.4f} on {report[name]['samples']} images")
+            reporter.info(
+                f"export: {name}.onnx max |diff| {report[name]['max_abs_diff']:.2e}, "
+                f"top-1 agreement {report[name]['top1_agreement']:.4f} on {report[name]['samples']} images"
+            )
         report["passed"] = all(
             report[n]["max_abs_diff"] <= MAX_ABS_DIFF and report[n]["top1_agreement"] >= MIN_AGREEMENT for n in EXPORTED
         )
         atomic_write_json(folder / "parity.json", report)
-        atomic_write_json(folder / "export.json", {"opset": request.opset, "created": utc_now(), "sources": sources,
-                                                   "onnx_sha256": {n: file_sha256(folder / f"{n}.onnx") for n in EXPORTED}})
+        atomic_write_json(
+            folder / "export.json",
+            {
+                "opset": request.opset,
+                "created": utc_now(),
+                "sources": sources,
+                "onnx_sha256": {n: file_sha256(folder / f"{n}.onnx") for n in EXPORTED},
+            },
+        )
     if not report["passed"]:
         raise EdgepruneError(
             f"ONNX parity beyond tolerance (max |diff| <= {MAX_ABS_DIFF}, agreement >= {MIN_AGREEMENT}): "
@@ -110,8 +121,9 @@ def build_engine(run: Run, target_name: str, reporter: Reporter) -> dict[str, An
     return build
 
 
-def run_export(workspace: Workspace, request: ExportRequest, run_name: str | None = None,
-               reporter: Reporter | None = None) -> tuple[Run, dict[str, Any], dict[str, Any]]:
+def run_export(
+    workspace: Workspace, request: ExportRequest, run_name: str | None = None, reporter: Reporter | None = None
+) -> tuple[Run, dict[str, Any], dict[str, Any]]:
     reporter = reporter or Reporter()
     resolve_target(request.target)
     run = workspace.get_run(run_name)

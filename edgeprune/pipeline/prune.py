@@ -100,16 +100,30 @@ class PruneRequest:
         return f"{self.model.replace('_', '-')}-{self.metric}-r{self.ratio:g}-{stamp}"
 
 
-def _stage_metrics(model: nn.Module, data: RunData, stage_dir: Path, request: PruneRequest,
-                   reporter: Reporter, extra: dict[str, Any]) -> dict[str, Any]:
+def _stage_metrics(
+    stage: str,
+    model: nn.Module,
+    data: RunData,
+    stage_dir: Path,
+    request: PruneRequest,
+    reporter: Reporter,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Source-validation and held-out accuracy of a stage's model, saved with its held-out predictions."""
     target = data.split.target
-    val_preds, val_labels = predict(model, eval_loader(model, data.split.val, workers=request.workers),
-                                    reporter=reporter, description="source val")
+    val_preds, val_labels = predict(
+        model, eval_loader(model, data.split.val, workers=request.workers), reporter=reporter, description="source val"
+    )
     test_preds = cached_predictions(
-        stage_dir, target, data.split.test,
-        lambda: predict(model, eval_loader(model, data.split.test, workers=request.workers),
-                        reporter=reporter, description=f"held-out {target}")[0],
+        stage_dir,
+        target,
+        data.split.test,
+        lambda: predict(
+            model,
+            eval_loader(model, data.split.test, workers=request.workers),
+            reporter=reporter,
+            description=f"held-out {target}",
+        )[0],
     )
     metrics = {
         "source_val_accuracy": accuracy(val_preds, val_labels),
@@ -119,33 +133,51 @@ def _stage_metrics(model: nn.Module, data: RunData, stage_dir: Path, request: Pr
     }
     atomic_write_json(stage_dir / "metrics.json", metrics)
     reporter.info(
-        f"{stage_dir.name}: source val acc {metrics['source_val_accuracy']:.4f}, "
+        f"{stage}: source val acc {metrics['source_val_accuracy']:.4f}, "
         f"held-out {target} acc {metrics['held_out_accuracy']:.4f}"
     )
     return metrics
 
 
-def _train(model: nn.Module, data: RunData, request: PruneRequest, epochs: int, lr: float, checkpoint: Path,
-           reporter: Reporter, label: str) -> list[dict[str, float]]:
+def _train(
+    model: nn.Module,
+    data: RunData,
+    request: PruneRequest,
+    epochs: int,
+    lr: float,
+    checkpoint: Path,
+    reporter: Reporter,
+    label: str,
+) -> list[dict[str, float]]:
     """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued."""
     config = data_config(model)
-    train_loader = make_loader(data.split.train, train_transform(config), request.batch_size, shuffle=True,
-                               workers=request.workers, seed=request.seed)
+    train_loader = make_loader(
+        data.split.train,
+        train_transform(config),
+        request.batch_size,
+        shuffle=True,
+        workers=request.workers,
+        seed=request.seed,
+    )
     val_loader = make_loader(data.split.val, eval_transform(config), 64, shuffle=False, workers=request.workers)
-    train_config = TrainConfig(epochs=epochs, lr=lr, max_steps_per_epoch=request.max_steps_per_epoch,
-                               seed=request.seed)
-    return fine_tune(model, train_loader, val_loader, train_config, checkpoint, resume=True,
-                     reporter=reporter, label=label)
+    train_config = TrainConfig(epochs=epochs, lr=lr, max_steps_per_epoch=request.max_steps_per_epoch, seed=request.seed)
+    return fine_tune(
+        model, train_loader, val_loader, train_config, checkpoint, resume=True, reporter=reporter, label=label
+    )
 
 
 def _record_stage(run: Run, stage: str, seconds: float, **extra: Any) -> None:
     folder = run.stage(stage)
-    run.update_manifest(stages={stage: {
-        "status": "complete",
-        "seconds": round(seconds, 1),
-        "model_sha256": file_sha256(folder / "model.safetensors"),
-        **extra,
-    }})
+    run.update_manifest(
+        stages={
+            stage: {
+                "status": "complete",
+                "seconds": round(seconds, 1),
+                "model_sha256": file_sha256(folder / "model.safetensors"),
+                **extra,
+            }
+        }
+    )
 
 
 def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> nn.Module | None:
@@ -157,8 +189,15 @@ def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> 
     return model
 
 
-def _baseline_stage(run: Run, model: nn.Module | None, spec: ModelSpec, data: RunData, request: PruneRequest,
-                    workspace: Workspace, reporter: Reporter) -> None:
+def _baseline_stage(
+    run: Run,
+    model: nn.Module | None,
+    spec: ModelSpec,
+    data: RunData,
+    request: PruneRequest,
+    workspace: Workspace,
+    reporter: Reporter,
+) -> None:
     start = time.perf_counter()
     num_classes = len(data.dataset.classes)
     create_kwargs = dict(spec.create_kwargs, num_classes=num_classes)
@@ -171,16 +210,26 @@ def _baseline_stage(run: Run, model: nn.Module | None, spec: ModelSpec, data: Ru
         shutil.copytree(source.stage("baseline"), run.stage("baseline"), ignore=shutil.ignore_patterns("predictions"))
         reporter.info(f"baseline: reused from run {source.name}")
         model = load_model(run.stage("baseline"))
-        _stage_metrics(model, data, run.stage("baseline"), request, reporter, {"reused_from": source.name})
+        _stage_metrics("baseline", model, data, run.stage("baseline"), request, reporter, {"reused_from": source.name})
         _record_stage(run, "baseline", time.perf_counter() - start, reused_from=source.name)
         return
     history: list[dict[str, float]] = []
     if request.baseline_epochs:
-        history = _train(model, data, request, request.baseline_epochs, request.baseline_lr or request.lr,
-                         run.dir / "checkpoints" / "baseline.pt", reporter, "baseline")
+        history = _train(
+            model,
+            data,
+            request,
+            request.baseline_epochs,
+            request.baseline_lr or request.lr,
+            run.dir / "checkpoints" / "baseline.pt",
+            reporter,
+            "baseline",
+        )
     with atomic_dir(run.stage("baseline")) as folder:
         save_model(model, folder, spec.timm_name, create_kwargs)
-        _stage_metrics(model, data, folder, request, reporter, {"epochs": request.baseline_epochs, "history": history})
+        _stage_metrics(
+            "baseline", model, data, folder, request, reporter, {"epochs": request.baseline_epochs, "history": history}
+        )
     _record_stage(run, "baseline", time.perf_counter() - start)
 
 
@@ -188,17 +237,30 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     start = time.perf_counter()
     baseline = load_model(run.stage("baseline"))
     model = copy.deepcopy(baseline)
-    batches = calibration_batches(data.split.train, eval_transform(data_config(model)), request.calib_batches,
-                                  request.batch_size, seed=request.seed)
-    reporter.info(f"pruning: metric {request.metric}, ratio {request.ratio}, "
-                  f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}")
-    report = prune_model(model, spec.timm_name, PruneConfig(request.metric, request.ratio, request.prune_heads,
-                                                             request.round_to), batches)
+    batches = calibration_batches(
+        data.split.train,
+        eval_transform(data_config(model)),
+        request.calib_batches,
+        request.batch_size,
+        seed=request.seed,
+    )
+    reporter.info(
+        f"pruning: metric {request.metric}, ratio {request.ratio}, "
+        f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
+    )
+    report = prune_model(
+        model,
+        spec.timm_name,
+        PruneConfig(request.metric, request.ratio, request.prune_heads, request.round_to),
+        batches,
+    )
     create_kwargs = dict(spec.create_kwargs, num_classes=len(data.dataset.classes))
     with atomic_dir(run.stage("pruned")) as folder:
         save_model(model, folder, spec.timm_name, create_kwargs)
         atomic_write_json(folder / "prune_report.json", report)
-        _stage_metrics(model, data, folder, request, reporter, {"prune_seconds": round(time.perf_counter() - start, 1)})
+        _stage_metrics(
+            "pruned", model, data, folder, request, reporter, {"prune_seconds": round(time.perf_counter() - start, 1)}
+        )
     _record_stage(run, "pruned", time.perf_counter() - start)
 
 
@@ -208,16 +270,32 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
     description = load_description(run.stage("pruned"))
     history: list[dict[str, float]] = []
     if request.epochs:
-        history = _train(model, data, request, request.epochs, request.lr, run.dir / "checkpoints" / "finetune.pt",
-                         reporter, "fine-tune")
+        history = _train(
+            model,
+            data,
+            request,
+            request.epochs,
+            request.lr,
+            run.dir / "checkpoints" / "finetune.pt",
+            reporter,
+            "fine-tune",
+        )
     with atomic_dir(run.stage("finetuned")) as folder:
         save_model(model, folder, description["timm_name"], description["create_kwargs"])
-        _stage_metrics(model, data, folder, request, reporter, {"epochs": request.epochs, "history": history})
+        _stage_metrics(
+            "finetuned", model, data, folder, request, reporter, {"epochs": request.epochs, "history": history}
+        )
     _record_stage(run, "finetuned", time.perf_counter() - start)
 
 
-def run_prune(request: PruneRequest, workspace: Workspace, *, run_name: str | None = None, resume: bool = False,
-              reporter: Reporter | None = None) -> Run:
+def run_prune(
+    request: PruneRequest,
+    workspace: Workspace,
+    *,
+    run_name: str | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+) -> Run:
     reporter = reporter or Reporter()
     if resume:
         run = workspace.get_run(run_name)
@@ -225,9 +303,10 @@ def run_prune(request: PruneRequest, workspace: Workspace, *, run_name: str | No
         request = PruneRequest.from_json(manifest["request"])
         reporter.info(f"resuming run {run.name}")
     else:
-        request.validate()
         run = None
     spec = request.validate()
+    if run is None and request.baseline_run:
+        workspace.get_run(request.baseline_run).require_stage("baseline", "it has no finished baseline to reuse")
 
     data_root = resolve_data_root(request.data, reporter)
     dataset = load_dataset(data_root, reporter)
@@ -238,29 +317,32 @@ def run_prune(request: PruneRequest, workspace: Workspace, *, run_name: str | No
         # Load weights before creating the run, so a bad checkpoint leaves nothing behind.
         initial = _initial_model(spec, len(dataset.classes), request)
     if run is None:
-        run = workspace.create_run(run_name or request.default_run_name(), {
-            "edgeprune_run": 1,
-            "created": utc_now(),
-            "status": "running",
-            "commands": [" ".join(sys.argv)],
-            "request": request.to_json(),
-            "model": {"name": spec.name, "timm_name": spec.timm_name, "create_kwargs": spec.create_kwargs},
-            "seed": request.seed,
-            "versions": versions(),
-            "data": {
-                "root": str(data_root.resolve()),
-                "fingerprint": dataset.fingerprint(),
-                "domains": list(dataset.domains),
-                "classes": list(dataset.classes),
-                "counts": dataset.counts(),
-                "skipped_unreadable": len(dataset.skipped),
-                "target_domain": split.target,
-                "val_fraction": request.val_fraction,
+        run = workspace.create_run(
+            run_name or request.default_run_name(),
+            {
+                "edgeprune_run": 1,
+                "created": utc_now(),
+                "status": "running",
+                "commands": [" ".join(sys.argv)],
+                "request": request.to_json(),
+                "model": {"name": spec.name, "timm_name": spec.timm_name, "create_kwargs": spec.create_kwargs},
                 "seed": request.seed,
+                "versions": versions(),
+                "data": {
+                    "root": str(data_root.resolve()),
+                    "fingerprint": dataset.fingerprint(),
+                    "domains": list(dataset.domains),
+                    "classes": list(dataset.classes),
+                    "counts": dataset.counts(),
+                    "skipped_unreadable": len(dataset.skipped),
+                    "target_domain": split.target,
+                    "val_fraction": request.val_fraction,
+                    "seed": request.seed,
+                },
+                "split": split.summary(),
+                "stages": {},
             },
-            "split": split.summary(),
-            "stages": {},
-        })
+        )
         reporter.info(f"run {run.name} in {workspace.root}")
     else:
         run.update_manifest(status="running", commands=run.manifest()["commands"] + [" ".join(sys.argv)])

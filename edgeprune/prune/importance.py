@@ -39,7 +39,9 @@ def unfused_attention(model: nn.Module) -> Iterator[None]:
             m.fused_attn = value
 
 
-def fisher_diagonal(model: nn.Module, batches: Sequence[Batch], chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+def fisher_diagonal(
+    model: nn.Module, batches: Sequence[Batch], chunk_size: int | None = None
+) -> dict[str, torch.Tensor]:
     """E[g^2] per parameter over every sample, g being the per-sample gradient of the cross-entropy loss."""
     params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
     buffers = {k: b.detach() for k, b in model.named_buffers()}

@@ -73,7 +73,9 @@ def prune_model(
     before = {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
 
     importance = build_importance(config.metric, model, calib_batches)
-    heads = [getattr(model, name) for name in classifier_names(model) if isinstance(getattr(model, name, None), nn.Module)]
+    heads = [
+        getattr(model, name) for name in classifier_names(model) if isinstance(getattr(model, name, None), nn.Module)
+    ]
     num_heads = {attn.qkv: attn.num_heads for attn in attention_modules(model).values()}
     # Token and position embeddings are bare parameters whose last dimension is the embedding width.
     embeddings = [(p, p.dim() - 1) for name, p in model.named_parameters() if name in _EMBEDDING_PARAMS]
@@ -112,6 +114,6 @@ def prune_model(
         },
         "blocks": [
             {"index": i, "before": b, "after": a}
-            for i, (b, a) in enumerate(zip(before["blocks"], after["blocks"]))
+            for i, (b, a) in enumerate(zip(before["blocks"], after["blocks"], strict=True))
         ],
     }

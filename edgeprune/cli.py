@@ -92,6 +92,12 @@ def prune(
     baseline_run: Annotated[str | None, typer.Option(help="Reuse the baseline of this earlier run.")] = None,
     prune_heads: Annotated[bool, typer.Option("--prune-heads", help="Also remove whole attention heads.")] = False,
     round_to: Annotated[int | None, typer.Option(help="Keep pruned widths multiples of N.")] = None,
+    target_macs: Annotated[
+        float | None, typer.Option(help="Keep this fraction of the MACs instead of using --ratio (e.g. 0.4).")
+    ] = None,
+    target_params: Annotated[
+        float | None, typer.Option(help="Keep this fraction of the parameters instead of using --ratio.")
+    ] = None,
     calib_batches: Annotated[int, typer.Option(help="Source-domain batches that importance sees.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Training and calibration batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")] = 1e-4,
@@ -139,6 +145,8 @@ def prune(
             baseline_run=baseline_run,
             prune_heads=prune_heads,
             round_to=round_to,
+            target_macs=target_macs,
+            target_params=target_params,
             calib_batches=calib_batches,
             batch_size=batch_size,
             lr=lr,

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.models.beit_attention import use_slim_beit_attention
 from edgeprune.workspace import atomic_write_json, read_json
 
 ARCH_FORMAT = "edgeprune-arch/1"
@@ -85,6 +86,7 @@ def build_from_description(desc: dict[str, Any]) -> nn.Module:
     if desc.get("format") != ARCH_FORMAT:
         raise EdgepruneError(f"unknown architecture format {desc.get('format')!r} (expected {ARCH_FORMAT})")
     model = timm.create_model(desc["timm_name"], pretrained=False, **desc["create_kwargs"])
+    use_slim_beit_attention(model)
     modules = dict(model.named_modules())
     own = model.state_dict()
     for key, shape in desc["shapes"].items():
@@ -94,7 +96,10 @@ def build_from_description(desc: dict[str, Any]) -> nn.Module:
             module_name, _, tensor_name = key.rpartition(".")
             _resize_module(modules[module_name], tensor_name, shape)
     for name, attrs in desc["attention"].items():
-        sync_attention_attrs(modules[name], attrs["num_heads"])
+        attn = modules[name]
+        if getattr(attn, "k_bias", None) is not None:  # BEiT's zero key bias is not saved: follow q_bias
+            attn.register_buffer("k_bias", torch.zeros_like(attn.q_bias), persistent=False)
+        sync_attention_attrs(attn, attrs["num_heads"])
     return model
 
 

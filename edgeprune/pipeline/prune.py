@@ -39,7 +39,8 @@ from edgeprune.pipeline.context import (
     versions,
 )
 from edgeprune.progress import Reporter
-from edgeprune.prune.pruner import PruneConfig, check_prunable, prune_model
+from edgeprune.prune.adapters import adapter_for
+from edgeprune.prune.pruner import PruneConfig, prune_model
 from edgeprune.train import TrainConfig, accuracy, fine_tune, predict
 from edgeprune.workspace import Run, Workspace, atomic_dir, atomic_write_json, file_sha256, utc_now
 
@@ -60,6 +61,8 @@ class PruneRequest:
     baseline_run: str | None = None
     prune_heads: bool = False
     round_to: int | None = None
+    target_macs: float | None = None
+    target_params: float | None = None
     calib_batches: int = 4
     batch_size: int = 32
     lr: float = 1e-4
@@ -83,7 +86,7 @@ class PruneRequest:
 
     def validate(self) -> ModelSpec:
         spec = resolve_model(self.model)
-        PruneConfig(self.metric, self.ratio, self.prune_heads, self.round_to).validate()
+        self.prune_config().validate()
         for name in ("baseline_epochs", "epochs"):
             if getattr(self, name) < 0:
                 raise EdgepruneError(f"--{name.replace('_', '-')} must be 0 or more")
@@ -94,6 +97,11 @@ class PruneRequest:
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise EdgepruneError(f"checkpoint {self.checkpoint} does not exist")
         return spec
+
+    def prune_config(self) -> PruneConfig:
+        return PruneConfig(
+            self.metric, self.ratio, self.prune_heads, self.round_to, self.target_macs, self.target_params
+        )
 
     def default_run_name(self) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -185,7 +193,7 @@ def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> 
     if request.baseline_run:
         return None
     model = create_model(spec, num_classes, checkpoint=request.checkpoint, random_init=request.random_init)
-    check_prunable(model, spec.timm_name)
+    adapter_for(model, spec.timm_name)  # fails early, naming what is missing, for an unsupported family
     return model
 
 
@@ -251,7 +259,7 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     report = prune_model(
         model,
         spec.timm_name,
-        PruneConfig(request.metric, request.ratio, request.prune_heads, request.round_to),
+        request.prune_config(),
         batches,
     )
     create_kwargs = dict(spec.create_kwargs, num_classes=len(data.dataset.classes))

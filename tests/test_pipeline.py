@@ -118,3 +118,17 @@ def test_resume_finishes_an_interrupted_run(builtin_root, tmp_path) -> None:
     assert resumed.manifest()["status"] == "complete"
     assert resumed.manifest()["stages"]["baseline"]["model_sha256"] == baseline_hash
     assert resumed.has_stage("finetuned")
+
+
+def test_baseline_is_reused_from_another_run(finished_run, builtin_root) -> None:
+    workspace, run = finished_run
+    reuse = run_prune(
+        tiny_request(builtin_root, metric="random", baseline_run=run.name, epochs=0), workspace, run_name="reuse"
+    )
+    assert (
+        reuse.manifest()["stages"]["baseline"]["model_sha256"] == run.manifest()["stages"]["baseline"]["model_sha256"]
+    )
+    assert reuse.manifest()["stages"]["baseline"]["reused_from"] == run.name
+    assert read_json(reuse.stage("baseline") / "metrics.json") == read_json(run.stage("baseline") / "metrics.json")
+    assert read_json(reuse.stage("pruned") / "prune_report.json")["metric"] == "random"
+    workspace.set_latest(run)

@@ -211,14 +211,22 @@ def _baseline_stage(
     create_kwargs = dict(spec.create_kwargs, num_classes=num_classes)
     if model is None:
         source = workspace.get_run(request.baseline_run)
-        source_manifest = source.manifest()
-        if source_manifest["data"]["classes"] != list(data.dataset.classes):
+        source_data = source.manifest()["data"]
+        if source_data["classes"] != list(data.dataset.classes):
             raise EdgepruneError(f"--baseline-run {source.name} was trained on other classes")
         source.require_stage("baseline", "it has no finished baseline to reuse")
-        shutil.copytree(source.stage("baseline"), run.stage("baseline"), ignore=shutil.ignore_patterns("predictions"))
+        with atomic_dir(run.stage("baseline")) as folder:
+            shutil.copytree(source.stage("baseline"), folder, dirs_exist_ok=True)
+            same_split = all(
+                source_data[k] == run.manifest()["data"][k]
+                for k in ("fingerprint", "target_domain", "val_fraction", "seed")
+            )
+            if not same_split:  # other data or split: its metrics and cached predictions do not apply here
+                shutil.rmtree(folder / "predictions", ignore_errors=True)
+                _stage_metrics(
+                    "baseline", load_model(folder), data, folder, request, reporter, {"reused_from": source.name}
+                )
         reporter.info(f"baseline: reused from run {source.name}")
-        model = load_model(run.stage("baseline"))
-        _stage_metrics("baseline", model, data, run.stage("baseline"), request, reporter, {"reused_from": source.name})
         _record_stage(run, "baseline", time.perf_counter() - start, reused_from=source.name)
         return
     history: list[dict[str, float]] = []

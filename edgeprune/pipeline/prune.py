@@ -6,7 +6,6 @@ interrupted mid-training continues from its last epoch checkpoint in checkpoints
 
 from __future__ import annotations
 
-import copy
 import shutil
 import sys
 import time
@@ -251,8 +250,7 @@ def _baseline_stage(
 
 def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
     start = time.perf_counter()
-    baseline = load_model(run.stage("baseline"))
-    model = copy.deepcopy(baseline)
+    model = load_model(run.stage("baseline"))
     batches = calibration_batches(
         data.split.train,
         eval_transform(data_config(model)),
@@ -282,20 +280,23 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
 
 def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
     start = time.perf_counter()
+    if not request.epochs:  # nothing to train: the pruned model, its metrics and predictions are the result
+        with atomic_dir(run.stage("finetuned")) as folder:
+            shutil.copytree(run.stage("pruned"), folder, dirs_exist_ok=True)
+        _record_stage(run, "finetuned", time.perf_counter() - start)
+        return
     model = load_model(run.stage("pruned"))
     description = load_description(run.stage("pruned"))
-    history: list[dict[str, float]] = []
-    if request.epochs:
-        history = _train(
-            model,
-            data,
-            request,
-            request.epochs,
-            request.lr,
-            run.dir / "checkpoints" / "finetune.pt",
-            reporter,
-            "fine-tune",
-        )
+    history = _train(
+        model,
+        data,
+        request,
+        request.epochs,
+        request.lr,
+        run.dir / "checkpoints" / "finetune.pt",
+        reporter,
+        "fine-tune",
+    )
     with atomic_dir(run.stage("finetuned")) as folder:
         save_model(model, folder, description["timm_name"], description["create_kwargs"])
         _stage_metrics(

@@ -192,31 +192,43 @@ def _print_prune_summary(run: Any) -> None:
 @user_errors
 def export(
     target: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="onnx or ort-cpu (ort-cpu-int8, ort-cuda, ort-trt, trt-fp32/fp16/int8 come with the engines issue)."
+            help="onnx, ort-cpu, ort-cpu-int8, ort-cuda, ort-trt, trt-fp32, trt-fp16, trt-int8 "
+            "[default: the profile's, else ort-cpu]."
         ),
-    ] = "ort-cpu",
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Hardware profile: a name from `edgeprune profiles` or a TOML file "
+            "[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 otherwise]."
+        ),
+    ] = None,
     run: RunOpt = None,
-    parity_images: Annotated[int, typer.Option(help="Held-out images for the torch/ONNX parity check.")] = 128,
+    parity_images: Annotated[int, typer.Option(help="Held-out images for the torch/ONNX parity check.", min=1)] = 128,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).", min=17)] = 17,
-    force: Annotated[bool, typer.Option("--force", help="Export again even if up to date.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Export the ONNX files again even if up to date.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the run's pruned (and baseline) model to ONNX, check parity, build the target's engine.
+
+    Where TensorRT is not installed, TensorRT targets write a deploy bundle (ONNX, profile, calibration data,
+    build.sh with the exact trtexec command) to build on the device with `edgeprune build`.
 
     Examples:
 
       edgeprune export --target ort-cpu
 
-      edgeprune export --target onnx --run my-run --parity-images 256
+      edgeprune export --target ort-cpu-int8 --profile cpu-x86
+
+      edgeprune export --target trt-fp16 --profile jetson-orin-nano
     """
     from edgeprune.pipeline.export import ExportRequest, run_export
 
-    result, parity, build = run_export(
-        _workspace(workspace), ExportRequest(target, parity_images, opset, force), run, _reporter()
-    )
-    table = Table(title=f"run {result.name}: export for {build['target']}")
+    request = ExportRequest(target=target, profile=profile, parity_images=parity_images, opset=opset, force=force)
+    result, parity, build = run_export(_workspace(workspace), request, run, _reporter())
+    table = Table(title=f"run {result.name}: export for {build['target']} ({build['profile']})")
     for column in ("model", "max |torch - onnx|", "top-1 agreement", "images", "engine"):
         table.add_column(column)
     for name in ("model", "baseline"):
@@ -226,7 +238,67 @@ def export(
             f"{p['max_abs_diff']:.2e}",
             f"{p['top1_agreement']:.4f}",
             str(p["samples"]),
-            build["engines"][name]["path"],
+            build["engines"][name].get("bundle") or build["engines"][name]["path"],
+        )
+    out.print(table)
+    for name, info in build.get("quantization", {}).items():
+        a = info["agreement_with_fp32"]
+        out.print(f"{name}: INT8 vs fp32 top-1 agreement {a['top1_agreement']:.4f} on {a['samples']} held-out images")
+    for name, bundle in build.get("bundles", {}).items():
+        if "fp16_agreement_with_fp32" in bundle:
+            a = bundle["fp16_agreement_with_fp32"]
+            out.print(f"{name}: float16 ONNX vs fp32 top-1 agreement {a['top1_agreement']:.4f} (onnxruntime CPU)")
+    if "note" in build:
+        out.print(f"[yellow]{build['note']}: edgeprune build {result.dir}/engines/{build['target']}/model")
+
+
+@app.command()
+@user_errors
+def build(
+    bundle: Annotated[Path, typer.Argument(help="A deploy bundle folder written by `edgeprune export`.")],
+) -> None:
+    """Build a TensorRT engine from a deploy bundle, on the device (needs TensorRT).
+
+    Example:
+
+      edgeprune build edgeprune-runs/my-run/engines/trt-fp16/model
+    """
+    from edgeprune.export.tensorrt import build_bundle
+
+    record = build_bundle(bundle)
+    out.print(f"engine: {bundle / record.get('engine', 'model.engine')}")
+
+
+@app.command()
+@user_errors
+def profiles(
+    name: Annotated[str | None, typer.Argument(help="Show one profile (a name or a TOML file).")] = None,
+) -> None:
+    """List the hardware profiles, or show one.
+
+    Examples:
+
+      edgeprune profiles
+
+      edgeprune profiles jetson-orin-nano
+    """
+    from edgeprune.profiles import list_profiles, load_profile, profile_to_toml
+
+    if name:
+        chosen = load_profile(name)
+        out.print(f"# {chosen.source}" if chosen.source else "", highlight=False)
+        out.print(profile_to_toml(chosen), highlight=False, markup=False)
+        return
+    table = Table(title="hardware profiles")
+    for column in ("name", "default target", "batch min/opt/max", "latency budget", "description"):
+        table.add_column(column)
+    for p in list_profiles():
+        table.add_row(
+            p.name,
+            p.default_target,
+            f"{p.batch.min}/{p.batch.opt}/{p.batch.max}",
+            f"{p.gate.latency_budget_ms} ms",
+            p.description,
         )
     out.print(table)
 
@@ -238,16 +310,29 @@ def bench(
         str | None, typer.Option(help="Domain to measure accuracy on [default: the run's held-out domain].")
     ] = None,
     target: Annotated[str, typer.Option(help="Engine to benchmark (built by `edgeprune export`).")] = "ort-cpu",
-    batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.", min=1)] = 1,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads [default: all cores].", min=1)] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Hardware profile whose batch, threads and gate apply (name or TOML file).")
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help="Batch size of the latency measurement [default: profile's opt, else 1].", min=1)
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads [default: profile's, else all cores].", min=1)
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.", min=0)] = 10,
     iterations: Annotated[int, typer.Option(help="Timed runs.", min=1)] = 50,
     max_images: Annotated[
         int | None, typer.Option(help="Evaluate on an even sample of at most N images.", min=1)
     ] = None,
-    min_agreement: Annotated[float, typer.Option(help="Gate: engine/torch top-1 agreement.")] = 0.99,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Gate: engine/torch top-1 agreement [default: fp32 0.99, fp16 0.98, int8 0.97]."),
+    ] = None,
     max_engine_drop: Annotated[float, typer.Option(help="Gate: engine accuracy below torch's.")] = 0.01,
-    max_drop: Annotated[float | None, typer.Option(help="Gate: engine accuracy below the unpruned baseline's.")] = None,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(help="Gate: engine accuracy below the unpruned baseline's [default: the profile's, else none]."),
+    ] = None,
     run: RunOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -259,8 +344,9 @@ def bench(
       edgeprune bench
 
       edgeprune bench --domain sketch --target ort-cpu --batch 8 --threads 2
+
+      edgeprune bench --target ort-cpu-int8 --profile cpu-x86
     """
-    from edgeprune.bench.report import Gate
     from edgeprune.pipeline.bench import BenchRequest, run_bench
 
     request = BenchRequest(
@@ -271,7 +357,10 @@ def bench(
         warmup=warmup,
         iterations=iterations,
         max_images=max_images,
-        gate=Gate(min_agreement, max_engine_drop, max_drop),
+        profile=profile,
+        min_agreement=min_agreement,
+        max_engine_drop=max_engine_drop,
+        max_drop=max_drop,
     )
     result, report = run_bench(_workspace(workspace), request, run, _reporter())
     _print_bench(report, result.stage("bench") / f"{report['target']}-{report['domain']}.json")

@@ -8,7 +8,6 @@ import onnx
 import pytest
 import torch
 
-from edgeprune.bench.report import Gate
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.runners import OrtRunner
 from edgeprune.models.artifact import load_model
@@ -92,7 +91,7 @@ def test_bench_on_a_source_domain_says_so(finished_run) -> None:
 
 def test_failed_gate_is_reported(finished_run) -> None:
     workspace, run = finished_run
-    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, gate=Gate(max_baseline_drop=-1.0)), run.name)
+    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, max_drop=-1.0), run.name)
     assert not report["gate"]["passed"] and "baseline" in report["gate"]["reasons"][0]
 
 
@@ -132,3 +131,26 @@ def test_baseline_is_reused_from_another_run(finished_run, builtin_root) -> None
     assert read_json(reuse.stage("baseline") / "metrics.json") == read_json(run.stage("baseline") / "metrics.json")
     assert read_json(reuse.stage("pruned") / "prune_report.json")["metric"] == "random"
     workspace.set_latest(run)
+
+
+def test_int8_engine_is_calibrated_on_sources_and_benchmarked(finished_run) -> None:
+    workspace, run = finished_run
+    _, _, build = run_export(workspace, ExportRequest(target="ort-cpu-int8", profile="cpu-x86"), run.name)
+    assert build["profile"] == "cpu-x86" and "sketch" not in build["calibration"]["domains"]
+    for name in ("model", "baseline"):
+        assert build["quantization"][name]["agreement_with_fp32"]["samples"] > 0
+    _, report = run_bench(workspace, BenchRequest(target="ort-cpu-int8", iterations=3, warmup=1), run.name)
+    assert report["speedup_over_fp32"] > 0 and report["gate"]["thresholds"]["min_agreement"] == 0.97
+
+
+def test_tensorrt_target_without_tensorrt_writes_a_bundle(finished_run) -> None:
+    workspace, run = finished_run
+    _, _, build = run_export(workspace, ExportRequest(target="trt-fp16", profile="jetson-orin-nano"), run.name)
+    bundle = run.dir / build["engines"]["model"]["bundle"]
+    assert {"model.onnx", "model.fp16.onnx", "profile.toml", "build.sh", "manifest.json"} <= {
+        p.name for p in bundle.iterdir()
+    }
+    assert build["bundles"]["model"]["fp16_agreement_with_fp32"]["samples"] > 0
+    assert "--fp16" in (bundle / "build.sh").read_text()
+    with pytest.raises(EdgepruneError, match="deploy bundles not built yet"):
+        run_bench(workspace, BenchRequest(target="trt-fp16"), run.name)

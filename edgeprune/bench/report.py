@@ -50,7 +50,7 @@ def _millions(n: int) -> str:
 def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(metric, baseline, pruned) rows shared by the terminal table and the markdown report."""
     acc, lat, base_lat = report["accuracy"], report["latency_ms"], report["baseline_latency_ms"]
-    return [
+    rows = [
         ("MACs / image", _millions(report["macs"]["baseline"]), _millions(report["macs"]["pruned"])),
         ("params", _millions(report["params"]["baseline"]), _millions(report["params"]["pruned"])),
         (f"accuracy on {report['domain']} (torch)", f"{acc['baseline']:.4f}", f"{acc['pruned_torch']:.4f}"),
@@ -69,6 +69,9 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("throughput", f"{report['baseline_throughput_ips']:.1f} img/s", f"{report['throughput_ips']:.1f} img/s"),
         ("speed-up (p50)", "1.00x", f"{report['speedup']:.2f}x"),
     ]
+    if "speedup_over_fp32" in report:
+        rows.append(("speed-up over fp32 ONNX (pruned)", "", f"{report['speedup_over_fp32']:.2f}x"))
+    return rows
 
 
 def to_markdown(report: dict[str, Any]) -> str:

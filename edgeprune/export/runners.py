@@ -32,11 +32,13 @@ def session_options(
 
 
 class OrtRunner:
-    """onnxruntime on the CPU execution provider."""
+    """onnxruntime, on the CPU execution provider unless other providers are given."""
 
-    def __init__(self, path: Path, threads: int | None = None, optimization: str = "all"):
+    def __init__(
+        self, path: Path, threads: int | None = None, optimization: str = "all", providers: list | None = None
+    ):
         self.session = ort.InferenceSession(
-            str(path), session_options(threads, optimization), providers=["CPUExecutionProvider"]
+            str(path), session_options(threads, optimization), providers=providers or ["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgeprune.bench.accuracy import runner_predictions
 from edgeprune.bench.latency import measure_latency
 from edgeprune.bench.report import Gate, to_markdown
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.engines import make_runner
 from edgeprune.export.ort_engine import cpu_device
 from edgeprune.export.runners import OrtRunner
-from edgeprune.export.targets import resolve_target
+from edgeprune.export.targets import Target, resolve_target
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, require_complete
+from edgeprune.profiles import Profile, load_profile
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.train import accuracy, predict
@@ -27,21 +30,35 @@ from edgeprune.workspace import (
     utc_now,
 )
 
+MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
+
 
 @dataclass
 class BenchRequest:
     target: str = "ort-cpu"
     domain: str | None = None
-    batch: int = 1
-    threads: int | None = None
+    batch: int | None = None  # default: the profile's opt batch, else 1
+    threads: int | None = None  # default: the profile's threads, else all cores
     warmup: int = 10
     iterations: int = 50
     max_images: int | None = None
-    profile: str = "none"
-    gate: Gate = Gate()
+    profile: str | None = None  # a profile's batch, threads and gate (latency budget, accuracy drop) apply
+    min_agreement: float | None = None  # default: by precision (fp32 0.99, fp16 0.98, int8 0.97)
+    max_engine_drop: float = 0.01
+    max_drop: float | None = None  # default: the profile's max_accuracy_drop, else not checked
+
+    def gate(self, target: Target, profile: Profile | None) -> Gate:
+        return Gate(
+            min_agreement=self.min_agreement if self.min_agreement is not None else MIN_AGREEMENT[target.precision],
+            max_engine_drop=self.max_engine_drop,
+            max_baseline_drop=self.max_drop
+            if self.max_drop is not None or profile is None
+            else profile.gate.max_accuracy_drop,
+            latency_budget_ms=profile.gate.latency_budget_ms if profile else None,
+        )
 
 
-def _engine_paths(run: Run, target: str) -> dict[str, Any]:
+def _engine_paths(run: Run, target: str) -> tuple[dict[str, Path], dict[str, Any]]:
     build_file = run.stage("engines") / target / "build.json"
     if not build_file.exists():
         raise EdgepruneError(f"run '{run.name}' has no {target} engine: run `edgeprune export --target {target}` first")
@@ -49,31 +66,39 @@ def _engine_paths(run: Run, target: str) -> dict[str, Any]:
     paths = {}
     for name, engine in build["engines"].items():
         path = run.dir / engine["path"]
-        if not path.exists() or file_sha256(path) != engine["sha256"]:
+        if "bundle" in engine:
+            if not path.exists() or not (run.dir / engine["bundle"] / "build.json").exists():
+                raise EdgepruneError(
+                    f"the {target} engines of run '{run.name}' are deploy bundles not built yet: on the device, run "
+                    f"`edgeprune build {run.dir / engine['bundle']}` for model and baseline, then bench there"
+                )
+        elif not path.exists() or file_sha256(path) != engine["sha256"]:
             raise EdgepruneError(
-                f"{path} no longer matches its build record: "
-                f"rebuild it with `edgeprune export --target {target} --force`"
+                f"{path} no longer matches its build record: rebuild it with `edgeprune export --target {target}`"
             )
         paths[name] = path
     for name, stage in (("model", "finetuned"), ("baseline", "baseline")):
         if file_sha256(run.stage(stage) / "model.safetensors") != build["model_sha256"][name]:
             raise EdgepruneError(
                 f"the {target} engine was built from an older {stage} model: "
-                f"re-run `edgeprune export --target {target} --force`"
+                f"re-run `edgeprune export --target {target}`"
             )
-    return paths
+    return paths, build
 
 
 def run_bench(
     workspace: Workspace, request: BenchRequest, run_name: str | None = None, reporter: Reporter | None = None
 ) -> tuple[Run, dict[str, Any]]:
     reporter = reporter or Reporter()
-    resolve_target(request.target)
-    if request.batch < 1:
+    target = resolve_target(request.target)
+    profile = load_profile(request.profile) if request.profile else None
+    batch_size = request.batch or (profile.batch.opt if profile else 1)
+    threads = request.threads or (profile.backend.threads if profile else None)
+    if batch_size < 1:
         raise EdgepruneError("--batch must be at least 1")
     run = workspace.get_run(run_name)
     manifest = require_complete(run)
-    engines = _engine_paths(run, request.target)
+    engines, build = _engine_paths(run, request.target)
     data = RunData.from_manifest(manifest, reporter)
     domain = request.domain or data.split.target
     samples = data.domain_samples(domain)
@@ -97,14 +122,20 @@ def run_bench(
             lambda: predict(pruned, loader, reporter=reporter, description="pruned torch")[0],
         ),
     }
-    runners = {name: OrtRunner(path, threads=request.threads) for name, path in engines.items()}
+    cache = run.stage("engines") / target.name / "provider-cache"
+    runners = {
+        name: make_runner(target, path, profile or load_profile(build["profile"]), threads, cache)
+        for name, path in engines.items()
+    }
     preds["engine"] = runner_predictions(runners["model"].run, loader, reporter, f"{request.target} pruned")
     preds["baseline_engine"] = runner_predictions(
         runners["baseline"].run, loader, reporter, f"{request.target} baseline"
     )
 
-    latency_samples = [samples[i % len(samples)] for i in range(request.batch)]
-    batch = next(iter(eval_loader(pruned, latency_samples, batch_size=request.batch)))[0].numpy()
+    latency_samples = [samples[i % len(samples)] for i in range(batch_size)]
+    batch = next(iter(eval_loader(pruned, latency_samples, batch_size=batch_size)))[0].numpy()
+    if target.precision != "fp32" and target.name.startswith("ort-cpu"):
+        runners["fp32"] = OrtRunner(run.stage("export") / "model.onnx", threads=threads)
     latency = {}
     for name, runner in runners.items():
         with reporter.task(f"latency {name}", None):
@@ -114,12 +145,12 @@ def run_bench(
     report: dict[str, Any] = {
         "run": run.name,
         "target": request.target,
-        "profile": request.profile,
+        "profile": profile.name if profile else None,
         "domain": domain,
         "domain_seen_in_training": seen,
         "images": len(samples),
-        "batch": request.batch,
-        "threads": request.threads,
+        "batch": batch_size,
+        "threads": threads,
         "accuracy": {k: accuracy(v, labels) for k, v in preds.items()},
         "agreement": float((preds["engine"] == preds["pruned_torch"]).mean()),
         "baseline_agreement": float((preds["baseline_engine"] == preds["baseline"]).mean()),
@@ -130,10 +161,15 @@ def run_bench(
         "macs": {"baseline": count_macs(baseline), "pruned": count_macs(pruned)},
         "params": {"baseline": count_params(baseline), "pruned": count_params(pruned)},
         "speedup": latency["baseline"]["p50"] / latency["model"]["p50"],
+        **(
+            {"speedup_over_fp32": latency["fp32"]["p50"] / latency["model"]["p50"], "fp32_latency_ms": latency["fp32"]}
+            if "fp32" in latency
+            else {}
+        ),
         "device": cpu_device(),
         "measured": utc_now(),
     }
-    report["gate"] = request.gate.judge(report)
+    report["gate"] = request.gate(target, profile).judge(report)
     stem = f"{request.target}-{domain}"
     atomic_write_json(run.stage("bench") / f"{stem}.json", report)
     atomic_write_text(run.stage("bench") / f"{stem}.md", to_markdown(report))

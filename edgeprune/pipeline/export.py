@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from typing import Any
 
 import onnxruntime as ort
 import torch
 
+from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.engines import build_target
 from edgeprune.export.onnx_export import DEFAULT_OPSET, export_onnx, parity
-from edgeprune.export.ort_engine import cpu_device, optimise_for_cpu
-from edgeprune.export.targets import resolve_target
+from edgeprune.export.ort_engine import cpu_device
+from edgeprune.export.targets import Target, resolve_target
+from edgeprune.export.tensorrt import tensorrt_version
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, eval_loader, require_complete
+from edgeprune.profiles import Profile, load_profile
 from edgeprune.progress import Reporter
 from edgeprune.workspace import Run, Workspace, atomic_dir, atomic_write_json, file_sha256, read_json, utc_now
 
@@ -21,11 +26,13 @@ from edgeprune.workspace import Run, Workspace, atomic_dir, atomic_write_json, f
 MAX_ABS_DIFF = 1e-3
 MIN_AGREEMENT = 0.99
 EXPORTED = {"model": "finetuned", "baseline": "baseline"}
+CALIBRATION_BATCHES = 4  # x 32 source-domain images for INT8
 
 
 @dataclass
 class ExportRequest:
-    target: str = "ort-cpu"
+    target: str | None = None  # default: the profile's default target, else ort-cpu
+    profile: str | None = None  # name or TOML path; default: by target (server-gpu, cpu-x86 or cpu-arm64)
     parity_images: int = 128
     opset: int = DEFAULT_OPSET
     force: bool = False
@@ -46,12 +53,11 @@ def _export_is_current(run: Run, opset: int) -> bool:
     )
 
 
-def export_stage(run: Run, request: ExportRequest, reporter: Reporter) -> dict[str, Any]:
+def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Reporter) -> dict[str, Any]:
     """export/model.onnx (pruned, fine-tuned) and export/baseline.onnx, each checked for parity with torch."""
     if not request.force and _export_is_current(run, request.opset):
         reporter.info("export: ONNX files are up to date with the run's models (use --force to redo)")
         return read_json(run.stage("export") / "parity.json")
-    data = RunData.from_manifest(run.manifest(), reporter)
     report: dict[str, Any] = {
         "tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": MIN_AGREEMENT},
         "domain": data.split.target,
@@ -90,44 +96,66 @@ def export_stage(run: Run, request: ExportRequest, reporter: Reporter) -> dict[s
     return report
 
 
-def build_engine(run: Run, target_name: str, reporter: Reporter) -> dict[str, Any]:
-    target = resolve_target(target_name)
+def default_profile(target: Target) -> Profile:
+    if target.backend == "tensorrt" or target.name in ("ort-cuda", "ort-trt"):
+        return load_profile("server-gpu")
+    return load_profile("cpu-arm64" if platform.machine().lower() in ("aarch64", "arm64") else "cpu-x86")
+
+
+def build_engines(run: Run, target: Target, profile: Profile, data: RunData, reporter: Reporter) -> dict[str, Any]:
+    """engines/<target>/: the pruned and baseline engines (or deploy bundles) and build.json."""
     export_record = read_json(run.stage("export") / "export.json")
-    build: dict[str, Any] = {
-        "target": target.name,
-        "backend": target.backend,
-        "backend_version": ort.__version__,
-        "precision": target.precision,
-        "provider": "CPUExecutionProvider",
-        "device": cpu_device(),
-        "created": utc_now(),
-        "onnx_sha256": export_record["onnx_sha256"],
-        "model_sha256": export_record["sources"],
-        "engines": {},
-    }
-    build["optimization"] = "all (at load)" if target.name == "onnx" else "extended (offline) + all (at load)"
+    sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
+    model = load_model(run.stage("finetuned"))
+    calibration = torch.cat(
+        [
+            x
+            for x, _ in calibration_batches(
+                data.split.train, eval_transform(data_config(model)), CALIBRATION_BATCHES, 32, seed=0
+            )
+        ]
+    ).numpy()
+    check_images = _parity_images(model, data, 128).numpy()
+    folder_name = f"engines/{target.name}"
     with atomic_dir(run.stage("engines") / target.name) as folder:
-        for name in EXPORTED:
-            source = run.stage("export") / f"{name}.onnx"
-            if target.name == "onnx":
-                engine_file, run_relative = source, f"export/{name}.onnx"
-            else:
-                engine_file, run_relative = folder / f"{name}.onnx", f"engines/{target.name}/{name}.onnx"
-                with reporter.task(f"build {target.name} {name}", None):
-                    optimise_for_cpu(source, engine_file)
-            build["engines"][name] = {"path": run_relative, "sha256": file_sha256(engine_file)}
+        with reporter.task(f"build {target.name}", None):
+            built = build_target(target, sources, folder, profile, calibration, check_images, folder_name)
+        build: dict[str, Any] = {
+            "target": target.name,
+            "backend": target.backend,
+            "backend_version": _backend_version(target),
+            "precision": target.precision,
+            "profile": profile.name,
+            "device": cpu_device(),
+            "created": utc_now(),
+            "onnx_sha256": export_record["onnx_sha256"],
+            "model_sha256": export_record["sources"],
+            "calibration": {"images": len(calibration), "domains": list(data.split.sources)},
+            **built,
+        }
         atomic_write_json(folder / "build.json", build)
-    reporter.info(f"engine: {target.name} written to {run.stage('engines') / target.name}")
+    reporter.info(f"engine: {target.name} for profile {profile.name} written to {run.stage('engines') / target.name}")
+    if "note" in build:
+        reporter.info(f"[yellow]{build['note']}: `edgeprune build {folder_name}/model` (and /baseline) in the run")
     return build
+
+
+def _backend_version(target: Target) -> str | None:
+    if target.backend == "tensorrt":
+        return tensorrt_version()
+    return ort.__version__
 
 
 def run_export(
     workspace: Workspace, request: ExportRequest, run_name: str | None = None, reporter: Reporter | None = None
 ) -> tuple[Run, dict[str, Any], dict[str, Any]]:
     reporter = reporter or Reporter()
-    resolve_target(request.target)
+    profile = load_profile(request.profile) if request.profile else None
+    target = resolve_target(request.target or (profile.default_target if profile else "ort-cpu"))
+    profile = profile or default_profile(target)
     run = workspace.get_run(run_name)
     require_complete(run)
-    parity_report = export_stage(run, request, reporter)
-    build = build_engine(run, request.target, reporter)
+    data = RunData.from_manifest(run.manifest(), reporter)
+    parity_report = export_stage(run, data, request, reporter)
+    build = build_engines(run, target, profile, data, reporter)
     return run, parity_report, build

@@ -1,0 +1,67 @@
+"""Static INT8 (QDQ) on a tiny ViT: calibrated on source-domain images, compared with fp32 on the held-out sketches."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.export.onnx_export import export_onnx
+from edgeprune.export.quantize import agreement, is_qdq_model, quantize_static_int8
+from edgeprune.export.runners import OrtRunner
+from tests.tiny_vit import TinyVit, tiny_vit
+
+
+@pytest.fixture(scope="module")
+def tiny(builtin_root: Path) -> TinyVit:
+    return tiny_vit(builtin_root)
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tiny: TinyVit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("quantize") / "model.onnx"
+    export_onnx(tiny.model, path)
+    return path
+
+
+def test_int8_agrees_with_fp32_on_the_held_out_domain(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.int8.onnx"
+    info = quantize_static_int8(fp32_onnx, out, tiny.source_images)
+    assert info["calibration_images"] == len(tiny.source_images) == 126
+    assert info["format"] == "QDQ" and info["calibration_method"] == "minmax"
+    # Every linear layer and attention matmul of the 4 blocks is INT8; the sensitive ops and the head stay float.
+    assert info["nodes_quantized"] == {"MatMul": 24}
+    assert {"LayerNormalization", "Softmax", "Erf", "Conv", "Gemm"} <= set(info["nodes_kept_float"])
+    assert is_qdq_model(out) and not is_qdq_model(fp32_onnx)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+    result = agreement(fp32_onnx, out, tiny.target_images)
+    assert result["samples"] == 42
+    assert result["top1_agreement"] >= 0.97, result
+    assert result["max_abs_diff"] < 0.5, result  # quantizing Add/Conv/Gemm and outputs too gives about 4.5
+
+    # TensorRT's explicit quantization needs symmetric INT8: every zero point is 0.
+    model = onnx.load(str(out))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [initializers[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    # The batch dimension stays dynamic.
+    assert OrtRunner(out).run(tiny.target_images[:3]).shape == (3, 7)
+
+
+def test_calibration_from_an_iterable_of_batches(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:
+    batches = (tiny.source_images[i : i + 16] for i in range(0, 48, 16))
+    info = quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", batches, per_channel=False)
+    assert info["calibration_images"] == 48 and info["weights"].startswith("int8 per-tensor")
+
+
+def test_quantize_refuses_bad_input(fp32_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(EdgepruneError, match="no calibration images"):
+        quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", np.zeros((0, 3, 64, 64), np.float32))
+    with pytest.raises(EdgepruneError, match="unknown calibration method"):
+        quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", np.zeros((1, 3, 64, 64), np.float32), method="kl")
+    with pytest.raises(EdgepruneError, match="nothing to quantize"):
+        quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", [], quantize_ops=("Softmax",))
+    assert not (tmp_path / "q.onnx").exists()

@@ -59,3 +59,20 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, builtin_root: Path):
     run = run_prune(tiny_request(builtin_root), workspace, run_name="tiny")
     run_export(workspace, ExportRequest(target="ort-cpu", parity_images=16), run.name)
     return workspace, run
+
+
+@pytest.fixture(scope="session")
+def tiny(builtin_root: Path):
+    """A tiny ViT with meaningful logits on every domain (see tests/tiny_vit.py)."""
+    from tests.tiny_vit import tiny_vit
+
+    return tiny_vit(builtin_root)
+
+
+@pytest.fixture(scope="session")
+def fp32_onnx(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgeprune.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("tiny-onnx") / "model.onnx"
+    export_onnx(tiny.model, path)
+    return path

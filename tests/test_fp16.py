@@ -4,20 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 from edgeprune.export.fp16 import convert_fp16, is_float16_model
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.quantize import agreement
 from edgeprune.export.runners import OrtRunner
-from tests.tiny_vit import TinyVit, tiny_vit
+from tests.tiny_vit import TinyVit
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-
-
-@pytest.fixture(scope="module")
-def tiny(builtin_root: Path) -> TinyVit:
-    return tiny_vit(builtin_root)
 
 
 def _input_types(model: onnx.ModelProto, op_type: str) -> set[int]:

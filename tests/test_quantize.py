@@ -8,22 +8,9 @@ import pytest
 from onnx import numpy_helper
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.quantize import agreement, is_qdq_model, quantize_static_int8
 from edgeprune.export.runners import OrtRunner
-from tests.tiny_vit import TinyVit, tiny_vit
-
-
-@pytest.fixture(scope="module")
-def tiny(builtin_root: Path) -> TinyVit:
-    return tiny_vit(builtin_root)
-
-
-@pytest.fixture(scope="module")
-def fp32_onnx(tiny: TinyVit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("quantize") / "model.onnx"
-    export_onnx(tiny.model, path)
-    return path
+from tests.tiny_vit import TinyVit
 
 
 def test_int8_agrees_with_fp32_on_the_held_out_domain(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:

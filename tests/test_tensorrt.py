@@ -16,7 +16,6 @@ import pytest
 import edgeprune.export.tensorrt as trt_module
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.fp16 import is_float16_model
-from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.quantize import agreement, is_qdq_model
 from edgeprune.export.tensorrt import (
     TrtRunner,
@@ -30,24 +29,12 @@ from edgeprune.export.tensorrt import (
 )
 from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.workspace import file_sha256
-from tests.tiny_vit import TinyVit, tiny_vit
+from tests.tiny_vit import TinyVit
 
 needs_tensorrt = pytest.mark.skipif(
     not tensorrt_available(), reason="TensorRT is not installed (it needs an NVIDIA GPU and NVIDIA's libraries)"
 )
 SHAPES = "--minShapes=input:1x3x64x64 --optShapes=input:1x3x64x64 --maxShapes=input:4x3x64x64"
-
-
-@pytest.fixture(scope="module")
-def tiny(builtin_root: Path) -> TinyVit:
-    return tiny_vit(builtin_root)
-
-
-@pytest.fixture(scope="module")
-def fp32_onnx(tiny: TinyVit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trt") / "model.onnx"
-    export_onnx(tiny.model, path)
-    return path
 
 
 @pytest.fixture

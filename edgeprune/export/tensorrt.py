@@ -13,7 +13,6 @@ TensorRT 10 and for TensorRT 11.
 from __future__ import annotations
 
 import functools
-import json
 import shlex
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ from edgeprune.workspace import (
     atomic_write_json,
     atomic_write_text,
     file_sha256,
+    read_json,
     utc_now,
 )
 
@@ -540,12 +540,9 @@ def build_bundle(folder: Path) -> dict[str, Any]:
 
 def read_bundle_manifest(folder: Path) -> dict[str, Any]:
     path = folder / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgepruneError(f"{folder} is not a deploy bundle (no manifest.json)") from None
-    except json.JSONDecodeError as exc:
-        raise EdgepruneError(f"{path} is not valid JSON ({exc}): write the bundle again") from None
+    if not path.exists():
+        raise EdgepruneError(f"{folder} is not a deploy bundle (no manifest.json)")
+    return read_json(path)
 
 
 def verify_bundle(folder: Path) -> list[str]:

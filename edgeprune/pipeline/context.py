@@ -40,7 +40,7 @@ def versions() -> dict[str, str]:
 
 def resolve_data_root(data: Path | None, reporter: Reporter) -> Path:
     if data is not None:
-        return data
+        return data.resolve()
     from edgeprune.data.builtin import ensure_builtin
 
     with reporter.task("built-in data set", None) as advance:
@@ -90,9 +90,10 @@ def eval_loader(model: nn.Module, samples: list[Sample], batch_size: int = 64, w
 
 
 def samples_key(samples: list[Sample]) -> str:
+    """Identifies a list of images by domain/class/file and label, wherever the data set folder is mounted."""
     digest = hashlib.sha256()
     for path, label in samples:
-        digest.update(f"{path}|{label}\n".encode())
+        digest.update(f"{'/'.join(path.parts[-3:])}|{label}\n".encode())
     return digest.hexdigest()[:16]
 
 

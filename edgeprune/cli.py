@@ -36,6 +36,9 @@ WorkspaceOpt = Annotated[
     Path | None,
     typer.Option("--workspace", "-w", help="Folder of runs [default: $EDGEPRUNE_WORKSPACE or ./edgeprune-runs]."),
 ]
+DataOpt = Annotated[
+    Path | None, typer.Option(help="The run's data set, if it now lives elsewhere than when the run was made.")
+]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run name [default: the latest run].")]
 
 
@@ -77,7 +80,9 @@ def prune(
             "--model", "-m", help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...) or any timm model name."
         ),
     ] = None,
-    ratio: Annotated[float, typer.Option(help="torch-pruning channel ratio, in (0, 1).")] = 0.5,
+    ratio: Annotated[
+        float, typer.Option(help="Fraction of all prunable channels and head dims to remove, in (0, 1).")
+    ] = 0.5,
     metric: Annotated[str, typer.Option(help="Importance: l1, l2, taylor, hessian, random.")] = "hessian",
     data: Annotated[
         Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> [default: the built-in data set].")
@@ -209,6 +214,7 @@ def export(
     parity_images: Annotated[int, typer.Option(help="Held-out images for the torch/ONNX parity check.", min=1)] = 128,
     opset: Annotated[int, typer.Option(help="ONNX opset (>= 17).", min=17)] = 17,
     force: Annotated[bool, typer.Option("--force", help="Export the ONNX files again even if up to date.")] = False,
+    data: DataOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the run's pruned (and baseline) model to ONNX, check parity, build the target's engine.
@@ -226,7 +232,9 @@ def export(
     """
     from edgeprune.pipeline.export import ExportRequest, run_export
 
-    request = ExportRequest(target=target, profile=profile, parity_images=parity_images, opset=opset, force=force)
+    request = ExportRequest(
+        target=target, profile=profile, parity_images=parity_images, opset=opset, force=force, data=data
+    )
     result, parity, build = run_export(_workspace(workspace), request, run, _reporter())
     table = Table(title=f"run {result.name}: export for {build['target']} ({build['profile']})")
     for column in ("model", "max |torch - onnx|", "top-1 agreement", "images", "engine"):
@@ -309,7 +317,10 @@ def bench(
     domain: Annotated[
         str | None, typer.Option(help="Domain to measure accuracy on [default: the run's held-out domain].")
     ] = None,
-    target: Annotated[str, typer.Option(help="Engine to benchmark (built by `edgeprune export`).")] = "ort-cpu",
+    target: Annotated[
+        str | None,
+        typer.Option(help="Engine to benchmark (built by `edgeprune export`) [default: the profile's, else ort-cpu]."),
+    ] = None,
     profile: Annotated[
         str | None, typer.Option(help="Hardware profile whose batch, threads and gate apply (name or TOML file).")
     ] = None,
@@ -334,6 +345,7 @@ def bench(
         typer.Option(help="Gate: engine accuracy below the unpruned baseline's [default: the profile's, else none]."),
     ] = None,
     run: RunOpt = None,
+    data: DataOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Latency and held-out accuracy of the baseline, the pruned torch model and the engine; exits 3 when the gate
@@ -358,6 +370,7 @@ def bench(
         iterations=iterations,
         max_images=max_images,
         profile=profile,
+        data=data,
         min_agreement=min_agreement,
         max_engine_drop=max_engine_drop,
         max_drop=max_drop,
@@ -419,7 +432,7 @@ def data_generate(
     ] = None,
     images_per_class: Annotated[int, typer.Option(help="Images per class and domain.", min=1)] = 80,
     size: Annotated[int, typer.Option(help="Image side in pixels.", min=16)] = 64,
-    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Generator seed.", min=0)] = 0,
 ) -> None:
     """Write the built-in PACS-shaped data set (photo, art_painting, cartoon, sketch; 7 classes).
 

@@ -1,15 +1,16 @@
 """Hardware profiles: one TOML file per target device (backend, batch range, TensorRT settings, latency gate).
 
 A bare name (`jetson-orin-nano`) is looked up in `$EDGEPRUNE_PROFILES` (a folder), then in the repository's
-`profiles/` folder, then in `edgeprune/profiles_data/` (for wheels); anything that ends in `.toml` or names an
-existing file is read as a path. Every file is validated strictly: unknown keys, wrong types and inconsistent
-values are errors naming the file and the key.
+`profiles/` folder, then in `<prefix>/share/edgeprune/profiles` (where a wheel installs them); anything that
+ends in `.toml` or names an existing file is read as a path. Every file is validated strictly: unknown keys,
+wrong types and inconsistent values are errors naming the file and the key.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
 
 PROFILES_ENV = "EDGEPRUNE_PROFILES"
 REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
-# Where a wheel can carry them (package data); absent until the packaging ships the TOML files there.
-PACKAGE_PROFILES_DIR = Path(__file__).resolve().parent / "profiles_data"
+# Where a wheel installs them (pyproject's data-files).
+INSTALLED_PROFILES_DIR = Path(sys.prefix) / "share" / "edgeprune" / "profiles"
 
 TARGET_PRECISION: dict[str, str] = {t.name: t.precision for t in TARGETS.values()}
 TENSORRT_TARGETS = tuple(t.name for t in TARGETS.values() if t.backend == "tensorrt" or t.name == "ort-trt")
@@ -258,12 +259,12 @@ def _tensorrt_settings(table: dict[str, Any], batch: dict[str, int], precision: 
 
 def profile_dirs() -> list[Path]:
     """Folders searched for `<name>.toml`, in order: $EDGEPRUNE_PROFILES, the repository's profiles/ (a source
-    checkout or an editable install), then edgeprune/profiles_data/ (package data of a wheel)."""
+    checkout or an editable install), then <prefix>/share/edgeprune/profiles (a wheel's data files)."""
     dirs = []
     env = os.environ.get(PROFILES_ENV)
     if env:
         dirs.append(Path(env))
-    dirs += [REPO_PROFILES_DIR, PACKAGE_PROFILES_DIR]
+    dirs += [REPO_PROFILES_DIR, INSTALLED_PROFILES_DIR]
     return [d for d in dirs if d.is_dir()]
 
 
@@ -302,7 +303,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if not known:
         raise EdgepruneError(
             f"unknown profile '{text}': no profiles folder found (looked in ${PROFILES_ENV}, {REPO_PROFILES_DIR} and "
-            f"{PACKAGE_PROFILES_DIR}); give a path to a .toml file or set {PROFILES_ENV} to a folder of profiles"
+            f"{INSTALLED_PROFILES_DIR}); give a path to a .toml file or set {PROFILES_ENV} to a folder of profiles"
         )
     raise EdgepruneError(f"unknown profile '{text}': choose one of {known}, or give a path to a .toml file")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Reporter
+from edgeprune.workspace import atomic_path
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ def predict(
             preds.append(logits.argmax(1).cpu().numpy())
             labels.append(y.numpy())
             advance(1)
+    if not preds:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(preds), np.concatenate(labels)
 
 
@@ -76,10 +78,8 @@ def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def fine_tune(

@@ -32,6 +32,8 @@ def assert_user_error(result, message: str) -> None:
         (["--model", "vit-micro", "--random-init", "--data", "/nonexistent/pacs"], "does not exist"),
         (["--model", "vit-micro", "--checkpoint", "/nonexistent/w.safetensors"], "does not exist"),
         ([], "give --model"),
+        (["--model", "vit-micro", "--random-init", "--max-steps-per-epoch", "0"], "--max-steps-per-epoch"),
+        (["--model", "vit-micro", "--random-init", "--lr", "-1"], "learning rates must be positive"),
     ],
 )
 def test_prune_rejects_bad_input(args: list[str], message: str, tmp_path: Path) -> None:

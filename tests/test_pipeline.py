@@ -154,3 +154,43 @@ def test_tensorrt_target_without_tensorrt_writes_a_bundle(finished_run) -> None:
     assert "--fp16" in (bundle / "build.sh").read_text()
     with pytest.raises(EdgepruneError, match="deploy bundles not built yet"):
         run_bench(workspace, BenchRequest(target="trt-fp16"), run.name)
+
+
+def test_fixed_shape_engines_get_padded_batches() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from edgeprune.bench.accuracy import runner_predictions
+
+    seen = []
+
+    def engine(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return np.eye(3, dtype=np.float32)[batch[:, 0].astype(int)]
+
+    loader = DataLoader(TensorDataset(torch.tensor([[0.0], [1.0], [2.0], [1.0], [0.0]]), torch.zeros(5)), batch_size=4)
+    preds = runner_predictions(engine, loader, fixed_batch=4)
+    assert preds.tolist() == [0, 1, 2, 1, 0] and seen == [4, 4]
+
+
+def test_failed_parity_is_not_forgotten(finished_run, tmp_path) -> None:
+    _, run = finished_run
+    shutil.copytree(run.dir, tmp_path / "copy")
+    parity_file = tmp_path / "copy" / "export" / "parity.json"
+    parity_file.write_text(parity_file.read_text().replace('"passed": true', '"passed": false'))
+    with pytest.raises(EdgepruneError, match="parity beyond tolerance"):
+        run_export(Workspace(tmp_path), ExportRequest(), "copy")
+
+
+def test_baseline_run_must_hold_the_same_model(finished_run, builtin_root) -> None:
+    workspace, run = finished_run
+    with pytest.raises(EdgepruneError, match="not the deit_tiny_patch16_224"):
+        run_prune(tiny_request(builtin_root, model="deit-micro", baseline_run=run.name), workspace, run_name="x")
+    assert "x" not in workspace.list_runs()
+
+
+def test_bench_finds_moved_data_with_data_option(finished_run, builtin_root, tmp_path) -> None:
+    workspace, run = finished_run
+    moved = tmp_path / "moved"
+    shutil.copytree(builtin_root, moved)
+    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, data=moved), run.name)
+    assert report["images"] == 42 and report["gate"]["passed"]

@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.runners import OrtRunner
-from edgeprune.models.artifact import attention_modules, load_model, save_model
+from edgeprune.models.artifact import load_model, save_model
+from edgeprune.models.attention import attention_modules, unfused_attention
 from edgeprune.models.loading import create_model
 from edgeprune.models.registry import ModelSpec, resolve_model
 from edgeprune.prune.adapters import adapter_for
 from edgeprune.prune.counting import count_macs, count_params
-from edgeprune.prune.importance import METRICS, fisher_diagonal, unfused_attention
+from edgeprune.prune.importance import METRICS, fisher_diagonal
 from edgeprune.prune.pruner import PruneConfig, prune_model
 
 _SMALL = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 4}
@@ -120,6 +121,15 @@ def test_every_metric_on_the_micro_models(metric: str) -> None:
         _assert_consistent(model, 64)
         assert report["macs"]["after"] < 0.6 * report["macs"]["before"]
         assert report["params"]["after"] == count_params(model)
+
+
+def test_macs_count_attention_products() -> None:
+    spec = FAMILIES["vit"]
+    model = _model(spec)
+    tokens, dim, depth, patch = (32 // 8) ** 2 + 1, 48, 2, 8
+    linear = tokens * depth * (dim * 3 * dim + dim * dim + 2 * dim * 4 * dim) + (tokens - 1) * dim * 3 * patch**2
+    attention = depth * 2 * tokens * tokens * dim  # q @ k^T and attn @ v
+    assert count_macs(model) == linear + attention + dim * 7
 
 
 def test_hessian_matches_a_per_sample_loop() -> None:

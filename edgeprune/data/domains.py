@@ -55,7 +55,18 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def discover(root: Path, progress: Callable[[int, int], None] | None = None) -> DomainDataset:
+def discover(
+    root: Path,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    verify: bool = True,
+    known_unreadable: frozenset[str] = frozenset(),
+) -> DomainDataset:
+    """Every readable image under ROOT/<domain>/<class>/.
+
+    `verify=False` skips opening each file, for a data set verified before; `known_unreadable` (paths relative
+    to ROOT) are then the files that earlier verification skipped.
+    """
     if not root.exists():
         raise EdgepruneError(f"data folder {root} does not exist: give --data ROOT with ROOT/<domain>/<class>/<images>")
     if not root.is_dir():
@@ -83,7 +94,8 @@ def discover(root: Path, progress: Callable[[int, int], None] | None = None) -> 
     for domain, items in files.items():
         samples[domain] = []
         for path, label in items:
-            (samples[domain].append((path, label)) if _readable(path) else skipped.append(path))
+            readable = _readable(path) if verify else str(path.relative_to(root)) not in known_unreadable
+            (samples[domain].append((path, label)) if readable else skipped.append(path))
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -13,14 +13,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeprune.data.domains import Sample
+from edgeprune.prune.counting import input_size
 
 
 def data_config(model: nn.Module) -> dict[str, Any]:
     """timm's preprocessing for `model`, with the input size the model was actually built for."""
     config = resolve_data_config({}, model=model)
-    size = model.patch_embed.img_size
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    config["input_size"] = (3, *size)
+    config["input_size"] = (3, *input_size(model))
     return config
 
 

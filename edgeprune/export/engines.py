@@ -19,7 +19,6 @@ from edgeprune.export.runners import OrtRunner
 from edgeprune.export.targets import Target
 from edgeprune.export.tensorrt import (
     ENGINE_FILE,
-    MISSING_HINT,
     TrtRunner,
     build_engine,
     tensorrt_available,
@@ -31,34 +30,36 @@ from edgeprune.workspace import file_sha256
 _GPU_PROVIDERS = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 
-def ort_providers(target: str, profile: Profile, cache_dir: Path) -> list[Any]:
-    """onnxruntime providers and options for a target; GPU ones fall back to CUDA, then CPU."""
-    if target == "ort-trt":
+def ort_providers(target: Target, profile: Profile, cache_dir: Path) -> list[Any]:
+    """onnxruntime providers and options for a GPU target (TensorRT EP options from the target and profile)."""
+    if target.name == "ort-trt":
         trt = profile.tensorrt
         options = {
-            "trt_fp16_enable": profile.backend.precision in ("fp16", "int8"),
-            "trt_int8_enable": profile.backend.precision == "int8",
+            "trt_fp16_enable": target.precision == "fp16",
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir),
             "trt_timing_cache_enable": True,
             "trt_max_workspace_size": (trt.workspace_mib if trt else 1024) << 20,
         }
-        return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
-    if target == "ort-cuda":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+        return [("TensorrtExecutionProvider", options)]
+    return ["CUDAExecutionProvider"]
 
 
 def build_target(
     target: Target,
     sources: dict[str, Path],
+    model_sha256: dict[str, str],
     folder: Path,
     profile: Profile,
-    calibration: np.ndarray,
-    check_images: np.ndarray,
+    calibration: np.ndarray | None,
+    check_images: np.ndarray | None,
     run_relative: str,
 ) -> dict[str, Any]:
-    """Build every source ONNX for `target` into `folder`; `run_relative` is `folder` as seen from the run."""
+    """Build every source ONNX for `target` into `folder`; `run_relative` is `folder` as seen from the run.
+
+    `calibration` (source-domain images) is needed for int8; `check_images` (held-out images) measure how far
+    int8 and float16 graphs agree with fp32.
+    """
     engines: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name, source in sources.items():
@@ -99,7 +100,7 @@ def build_target(
                 model_sha256="",
                 onnx_sha256=file_sha256(source),
             )
-            if target.precision == "fp16":
+            if target.precision == "fp16" and check_images is not None:
                 manifest["fp16_agreement_with_fp32"] = agreement(source, bundle / "model.fp16.onnx", check_images)
             extra.setdefault("bundles", {})[name] = manifest
             engines[name] = {"bundle": f"{run_relative}/{name}", "path": f"{run_relative}/{name}/{ENGINE_FILE}"}
@@ -109,7 +110,7 @@ def build_target(
             engine_file = folder / f"{name}{suffix}"
             engines[name] = {"path": f"{run_relative}/{engine_file.name}", "sha256": file_sha256(engine_file)}
     if "bundles" in extra:
-        extra["note"] = f"{MISSING_HINT.split(':')[0]}: wrote deploy bundles; build them on the device"
+        extra["note"] = "TensorRT is not installed here: wrote deploy bundles; build them on the device"
     return {"engines": engines, **extra}
 
 
@@ -117,5 +118,11 @@ def make_runner(target: Target, engine: Path, profile: Profile, threads: int | N
     if target.backend == "tensorrt":
         return TrtRunner(engine)
     if target.name in _GPU_PROVIDERS:
-        return OrtRunner(engine, threads=threads, providers=ort_providers(target.name, profile, cache_dir))
+        runner = OrtRunner(engine, threads=threads, providers=ort_providers(target, profile, cache_dir))
+        active = runner.session.get_providers()[0]
+        if active != _GPU_PROVIDERS[target.name]:
+            raise EdgepruneError(
+                f"onnxruntime fell back to {active} for target '{target.name}': check the GPU and onnxruntime-gpu"
+            )
+        return runner
     return OrtRunner(engine, threads=threads)

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
-from torch import nn
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -44,14 +42,3 @@ class OrtRunner:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
-class TorchRunner:
-    def __init__(self, model: nn.Module, threads: int | None = None):
-        self.model = model.cpu().eval()
-        if threads:
-            torch.set_num_threads(threads)
-
-    @torch.no_grad()
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(batch)).numpy()

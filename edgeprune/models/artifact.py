@@ -7,7 +7,6 @@ recorded shapes and loads the weights strictly, so a tampered or mismatched file
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.models.attention import attention_modules, sync_attention_attrs
 from edgeprune.models.beit_attention import use_slim_beit_attention
-from edgeprune.workspace import atomic_write_json, read_json
+from edgeprune.workspace import atomic_path, atomic_write_json, read_json
 
 ARCH_FORMAT = "edgeprune-arch/1"
 ARCH_FILE = "arch.json"
 WEIGHTS_FILE = "model.safetensors"
 _ATTENTION_INT_ATTRS = ("num_heads", "head_dim", "attn_dim")
-
-
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: m for name, m in model.named_modules() if hasattr(m, "num_heads") and hasattr(m, "qkv")}
-
-
-def sync_attention_attrs(attn: nn.Module, num_heads: int) -> None:
-    """Make num_heads / head_dim / attn_dim / scale agree with the (pruned) qkv weights."""
-    qkv_out = attn.qkv.out_features
-    if qkv_out % (3 * num_heads):
-        raise ValueError(f"qkv width {qkv_out} is not divisible by 3 x {num_heads} heads")
-    head_dim = qkv_out // (3 * num_heads)
-    attn.num_heads = num_heads
-    attn.head_dim = head_dim
-    if hasattr(attn, "attn_dim"):
-        attn.attn_dim = num_heads * head_dim
-    attn.scale = head_dim**-0.5
 
 
 def describe(model: nn.Module, timm_name: str, create_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -61,9 +44,8 @@ def describe(model: nn.Module, timm_name: str, create_kwargs: dict[str, Any]) ->
 def save_model(model: nn.Module, folder: Path, timm_name: str, create_kwargs: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = folder / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
     atomic_write_json(folder / ARCH_FILE, describe(model, timm_name, create_kwargs))
 
 

@@ -23,10 +23,6 @@ class ModelSpec:
     create_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
-    @property
-    def family(self) -> str:
-        return model_family(self.timm_name)
-
 
 ALIASES: dict[str, ModelSpec] = {
     spec.name: spec
@@ -47,18 +43,6 @@ ALIASES: dict[str, ModelSpec] = {
         ModelSpec("deit-micro", "deit_tiny_patch16_224", _MICRO, "4-block DeiT at 64 px, class token (tests)"),
     ]
 }
-
-
-def model_family(timm_name: str) -> str:
-    if timm_name.startswith("beit"):
-        return "beit"
-    if timm_name.startswith("deit3"):
-        return "deit3"
-    if timm_name.startswith("deit"):
-        return "deit"
-    if timm_name.startswith("vit"):
-        return "vit"
-    return "other"
 
 
 def resolve_model(name: str) -> ModelSpec:

@@ -8,15 +8,15 @@ from typing import Any
 
 from edgeprune.bench.accuracy import runner_predictions
 from edgeprune.bench.latency import measure_latency
-from edgeprune.bench.report import Gate, to_markdown
+from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.engines import make_runner
-from edgeprune.export.ort_engine import cpu_device
 from edgeprune.export.runners import OrtRunner
 from edgeprune.export.targets import Target, resolve_target
+from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, require_complete
-from edgeprune.profiles import Profile, load_profile
+from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.train import accuracy, predict
@@ -31,12 +31,14 @@ from edgeprune.workspace import (
 )
 
 MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
+PERCENTILES = ("p50", "p90", "p99", "mean")
 
 
 @dataclass
 class BenchRequest:
-    target: str = "ort-cpu"
+    target: str | None = None  # default: the profile's default target, else ort-cpu
     domain: str | None = None
+    data: Path | None = None  # the run's data set, where it is mounted elsewhere than when the run was made
     batch: int | None = None  # default: the profile's opt batch, else 1
     threads: int | None = None  # default: the profile's threads, else all cores
     warmup: int = 10
@@ -47,8 +49,8 @@ class BenchRequest:
     max_engine_drop: float = 0.01
     max_drop: float | None = None  # default: the profile's max_accuracy_drop, else not checked
 
-    def gate(self, target: Target, profile: Profile | None) -> Gate:
-        return Gate(
+    def gate(self, target: Target, profile: Profile | None) -> BenchGate:
+        return BenchGate(
             min_agreement=self.min_agreement if self.min_agreement is not None else MIN_AGREEMENT[target.precision],
             max_engine_drop=self.max_engine_drop,
             max_baseline_drop=self.max_drop
@@ -90,16 +92,17 @@ def run_bench(
     workspace: Workspace, request: BenchRequest, run_name: str | None = None, reporter: Reporter | None = None
 ) -> tuple[Run, dict[str, Any]]:
     reporter = reporter or Reporter()
-    target = resolve_target(request.target)
     profile = load_profile(request.profile) if request.profile else None
+    target = resolve_target(request.target or (profile.default_target if profile else "ort-cpu"))
     batch_size = request.batch or (profile.batch.opt if profile else 1)
     threads = request.threads or (profile.backend.threads if profile else None)
     if batch_size < 1:
         raise EdgepruneError("--batch must be at least 1")
     run = workspace.get_run(run_name)
     manifest = require_complete(run)
-    engines, build = _engine_paths(run, request.target)
-    data = RunData.from_manifest(manifest, reporter)
+    engines, build = _engine_paths(run, target.name)
+    built_for = read_profile_file(run.stage("engines") / target.name / "profile.toml")
+    data = RunData.from_manifest(manifest, reporter, request.data)
     domain = request.domain or data.split.target
     samples = data.domain_samples(domain)
     if request.max_images:
@@ -107,6 +110,10 @@ def run_bench(
     labels = labels_of(samples)
 
     baseline, pruned = load_model(run.stage("baseline")), load_model(run.stage("finetuned"))
+    counts = {
+        "macs": (count_macs(baseline), count_macs(pruned)),
+        "params": (count_params(baseline), count_params(pruned)),
+    }
     loader = eval_loader(pruned, samples)
     preds = {
         "baseline": cached_predictions(
@@ -123,14 +130,13 @@ def run_bench(
         ),
     }
     cache = run.stage("engines") / target.name / "provider-cache"
-    runners = {
-        name: make_runner(target, path, profile or load_profile(build["profile"]), threads, cache)
-        for name, path in engines.items()
-    }
-    preds["engine"] = runner_predictions(runners["model"].run, loader, reporter, f"{request.target} pruned")
-    preds["baseline_engine"] = runner_predictions(
-        runners["baseline"].run, loader, reporter, f"{request.target} baseline"
-    )
+    runners = {name: make_runner(target, path, built_for, threads, cache) for name, path in engines.items()}
+    # TensorRT engines take at most the profile's max batch; a fixed-shape (DLA) engine exactly that batch.
+    engine_batch = min(64, built_for.batch.max) if target.backend == "tensorrt" else 64
+    fixed = engine_batch if target.backend == "tensorrt" and built_for.batch.min == built_for.batch.max else None
+    engine_loader = eval_loader(pruned, samples, batch_size=engine_batch)
+    for name, key in (("model", "engine"), ("baseline", "baseline_engine")):
+        preds[key] = runner_predictions(runners[name].run, engine_loader, reporter, f"{target.name} {name}", fixed)
 
     latency_samples = [samples[i % len(samples)] for i in range(batch_size)]
     batch = next(iter(eval_loader(pruned, latency_samples, batch_size=batch_size)))[0].numpy()
@@ -144,7 +150,8 @@ def run_bench(
     seen = domain in data.split.sources
     report: dict[str, Any] = {
         "run": run.name,
-        "target": request.target,
+        "target": target.name,
+        "engine_profile": built_for.name,
         "profile": profile.name if profile else None,
         "domain": domain,
         "domain_seen_in_training": seen,
@@ -154,26 +161,32 @@ def run_bench(
         "accuracy": {k: accuracy(v, labels) for k, v in preds.items()},
         "agreement": float((preds["engine"] == preds["pruned_torch"]).mean()),
         "baseline_agreement": float((preds["baseline_engine"] == preds["baseline"]).mean()),
-        "latency_ms": {k: v for k, v in latency["model"].items() if k != "throughput_ips"},
-        "baseline_latency_ms": {k: v for k, v in latency["baseline"].items() if k != "throughput_ips"},
+        "latency_ms": {k: latency["model"][k] for k in PERCENTILES},
+        "baseline_latency_ms": {k: latency["baseline"][k] for k in PERCENTILES},
+        "iterations": request.iterations,
+        "warmup": request.warmup,
         "throughput_ips": latency["model"]["throughput_ips"],
         "baseline_throughput_ips": latency["baseline"]["throughput_ips"],
-        "macs": {"baseline": count_macs(baseline), "pruned": count_macs(pruned)},
-        "params": {"baseline": count_params(baseline), "pruned": count_params(pruned)},
+        "macs": dict(zip(("baseline", "pruned"), counts["macs"], strict=True)),
+        "params": dict(zip(("baseline", "pruned"), counts["params"], strict=True)),
         "speedup": latency["baseline"]["p50"] / latency["model"]["p50"],
         **(
-            {"speedup_over_fp32": latency["fp32"]["p50"] / latency["model"]["p50"], "fp32_latency_ms": latency["fp32"]}
+            {
+                "speedup_over_fp32": latency["fp32"]["p50"] / latency["model"]["p50"],
+                "fp32_latency_ms": {k: latency["fp32"][k] for k in PERCENTILES},
+            }
             if "fp32" in latency
             else {}
         ),
-        "device": cpu_device(),
+        "device": describe_device(),
         "measured": utc_now(),
     }
     report["gate"] = request.gate(target, profile).judge(report)
-    stem = f"{request.target}-{domain}"
+    stem = f"{target.name}-{domain}"
     atomic_write_json(run.stage("bench") / f"{stem}.json", report)
     atomic_write_text(run.stage("bench") / f"{stem}.md", to_markdown(report))
-    atomic_write_text(run.stage("bench") / "report.md", to_markdown(report))
+    reports = [read_json(p) for p in sorted(run.stage("bench").glob("*.json"))]
+    atomic_write_text(run.stage("bench") / "report.md", "\n".join(to_markdown(r) for r in reports))
     if seen:
         reporter.info(f"[yellow]note: {domain} is a source domain of this run: it was seen in training")
     return run, report

@@ -49,9 +49,13 @@ def resolve_data_root(data: Path | None, reporter: Reporter) -> Path:
     return root
 
 
-def load_dataset(root: Path, reporter: Reporter) -> DomainDataset:
+def load_dataset(root: Path, reporter: Reporter, known_unreadable: list[str] | None = None) -> DomainDataset:
+    """Scan (and, the first time, verify) a data set; a run's data set is not verified again."""
+    verify = known_unreadable is None
     with reporter.task(f"scan {root.name}", None) as advance:
-        dataset = discover(root, progress=lambda done, total: advance(1))
+        dataset = discover(
+            root, lambda done, total: advance(1), verify=verify, known_unreadable=frozenset(known_unreadable or ())
+        )
     if dataset.skipped:
         reporter.info(f"[yellow]skipped {len(dataset.skipped)} unreadable image file(s), e.g. {dataset.skipped[0]}")
     return dataset
@@ -65,15 +69,19 @@ class RunData:
     split: LeaveOneDomainOut
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], reporter: Reporter) -> RunData:
+    def from_manifest(cls, manifest: dict[str, Any], reporter: Reporter, root: Path | None = None) -> RunData:
+        """`root` overrides the recorded data folder (the same data set, mounted elsewhere)."""
         info = manifest["data"]
-        dataset = load_dataset(Path(info["root"]), reporter)
+        root = root or Path(info["root"])
+        if not root.is_dir():
+            raise EdgepruneError(f"the run's data set {root} is not there: give its location with --data")
+        dataset = load_dataset(root, reporter, info.get("unreadable_files", []))
         if list(dataset.classes) != info["classes"]:
             raise EdgepruneError(
                 f"the classes in {info['root']} are no longer those the run was trained on ({info['classes']})"
             )
         if dataset.fingerprint() != info["fingerprint"]:
-            reporter.info(f"[yellow]warning: {info['root']} changed since the run was made (fingerprint differs)")
+            reporter.info(f"[yellow]warning: {root} differs from the data set the run was made with (fingerprint)")
         split = leave_one_domain_out(dataset, info["target_domain"], info["val_fraction"], info["seed"])
         return cls(dataset, split)
 

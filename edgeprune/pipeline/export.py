@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
@@ -13,18 +14,27 @@ from edgeprune.data.loaders import calibration_batches, data_config, eval_transf
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.engines import build_target
 from edgeprune.export.onnx_export import DEFAULT_OPSET, export_onnx, parity
-from edgeprune.export.ort_engine import cpu_device
 from edgeprune.export.targets import Target, resolve_target
 from edgeprune.export.tensorrt import tensorrt_version
+from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, eval_loader, require_complete
-from edgeprune.profiles import Profile, load_profile
+from edgeprune.profiles import Profile, load_profile, profile_to_toml
 from edgeprune.progress import Reporter
-from edgeprune.workspace import Run, Workspace, atomic_dir, atomic_write_json, file_sha256, read_json, utc_now
+from edgeprune.workspace import (
+    Run,
+    Workspace,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    read_json,
+    utc_now,
+)
 
 # Exported models are pure fp32 graphs: torch and onnxruntime logits differ by float rounding only.
 MAX_ABS_DIFF = 1e-3
-MIN_AGREEMENT = 0.99
+PARITY_MIN_AGREEMENT = 0.99
 EXPORTED = {"model": "finetuned", "baseline": "baseline"}
 CALIBRATION_BATCHES = 4  # x 32 source-domain images for INT8
 
@@ -36,6 +46,7 @@ class ExportRequest:
     parity_images: int = 128
     opset: int = DEFAULT_OPSET
     force: bool = False
+    data: Path | None = None  # the run's data set, where it is mounted elsewhere than when the run was made
 
 
 def _parity_images(model: torch.nn.Module, data: RunData, count: int) -> torch.Tensor:
@@ -57,9 +68,9 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
     """export/model.onnx (pruned, fine-tuned) and export/baseline.onnx, each checked for parity with torch."""
     if not request.force and _export_is_current(run, request.opset):
         reporter.info("export: ONNX files are up to date with the run's models (use --force to redo)")
-        return read_json(run.stage("export") / "parity.json")
+        return _checked(run, read_json(run.stage("export") / "parity.json"))
     report: dict[str, Any] = {
-        "tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": MIN_AGREEMENT},
+        "tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": PARITY_MIN_AGREEMENT},
         "domain": data.split.target,
     }
     sources = {}
@@ -76,7 +87,8 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
                 f"top-1 agreement {report[name]['top1_agreement']:.4f} on {report[name]['samples']} images"
             )
         report["passed"] = all(
-            report[n]["max_abs_diff"] <= MAX_ABS_DIFF and report[n]["top1_agreement"] >= MIN_AGREEMENT for n in EXPORTED
+            report[n]["max_abs_diff"] <= MAX_ABS_DIFF and report[n]["top1_agreement"] >= PARITY_MIN_AGREEMENT
+            for n in EXPORTED
         )
         atomic_write_json(folder / "parity.json", report)
         atomic_write_json(
@@ -88,9 +100,13 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
                 "onnx_sha256": {n: file_sha256(folder / f"{n}.onnx") for n in EXPORTED},
             },
         )
+    return _checked(run, report)
+
+
+def _checked(run: Run, report: dict[str, Any]) -> dict[str, Any]:
     if not report["passed"]:
         raise EdgepruneError(
-            f"ONNX parity beyond tolerance (max |diff| <= {MAX_ABS_DIFF}, agreement >= {MIN_AGREEMENT}): "
+            f"ONNX parity beyond tolerance (max |diff| <= {MAX_ABS_DIFF}, agreement >= {PARITY_MIN_AGREEMENT}): "
             f"see {run.stage('export') / 'parity.json'}"
         )
     return report
@@ -107,36 +123,38 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
     export_record = read_json(run.stage("export") / "export.json")
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
     model = load_model(run.stage("finetuned"))
-    calibration = torch.cat(
-        [
-            x
-            for x, _ in calibration_batches(
-                data.split.train, eval_transform(data_config(model)), CALIBRATION_BATCHES, 32, seed=0
-            )
-        ]
-    ).numpy()
-    check_images = _parity_images(model, data, 128).numpy()
+    calibration = None
+    if target.precision == "int8":  # source-domain images only: the held-out domain stays unseen
+        transform = eval_transform(data_config(model))
+        batches = calibration_batches(data.split.train, transform, CALIBRATION_BATCHES, 32, seed=0)
+        calibration = torch.cat([x for x, _ in batches]).numpy()
+    check_images = _parity_images(model, data, 128).numpy() if target.precision != "fp32" else None
     folder_name = f"engines/{target.name}"
     with atomic_dir(run.stage("engines") / target.name) as folder:
         with reporter.task(f"build {target.name}", None):
-            built = build_target(target, sources, folder, profile, calibration, check_images, folder_name)
+            built = build_target(
+                target, sources, export_record["sources"], folder, profile, calibration, check_images, folder_name
+            )
+        atomic_write_text(folder / "profile.toml", profile_to_toml(profile))
         build: dict[str, Any] = {
             "target": target.name,
             "backend": target.backend,
             "backend_version": _backend_version(target),
             "precision": target.precision,
             "profile": profile.name,
-            "device": cpu_device(),
+            "device": describe_device(),
             "created": utc_now(),
             "onnx_sha256": export_record["onnx_sha256"],
             "model_sha256": export_record["sources"],
-            "calibration": {"images": len(calibration), "domains": list(data.split.sources)},
+            **(
+                {"calibration": {"images": len(calibration), "domains": list(data.split.sources)}}
+                if calibration is not None
+                else {}
+            ),
             **built,
         }
         atomic_write_json(folder / "build.json", build)
     reporter.info(f"engine: {target.name} for profile {profile.name} written to {run.stage('engines') / target.name}")
-    if "note" in build:
-        reporter.info(f"[yellow]{build['note']}: `edgeprune build {folder_name}/model` (and /baseline) in the run")
     return build
 
 
@@ -155,7 +173,7 @@ def run_export(
     profile = profile or default_profile(target)
     run = workspace.get_run(run_name)
     require_complete(run)
-    data = RunData.from_manifest(run.manifest(), reporter)
+    data = RunData.from_manifest(run.manifest(), reporter, request.data)
     parity_report = export_stage(run, data, request, reporter)
     build = build_engines(run, target, profile, data, reporter)
     return run, parity_report, build

@@ -14,9 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from edgeprune.data.domains import leave_one_domain_out
+from edgeprune.data.domains import DomainDataset, leave_one_domain_out
 from edgeprune.data.loaders import (
     calibration_batches,
     data_config,
@@ -91,6 +92,14 @@ class PruneRequest:
                 raise EdgepruneError(f"--{name.replace('_', '-')} must be 0 or more")
         if self.calib_batches < 1 or self.batch_size < 1:
             raise EdgepruneError("--calib-batches and --batch-size must be at least 1")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise EdgepruneError("--max-steps-per-epoch must be at least 1 (leave it out for whole epochs)")
+        if self.workers < 0:
+            raise EdgepruneError("--workers must be 0 (load in the main process) or more")
+        if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
+            raise EdgepruneError("learning rates must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise EdgepruneError("the validation fraction must be in [0, 1)")
         if self.checkpoint is not None and self.random_init:
             raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
         if self.checkpoint is not None and not self.checkpoint.is_file():
@@ -104,7 +113,13 @@ class PruneRequest:
 
     def default_run_name(self) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return f"{self.model.replace('_', '-')}-{self.metric}-r{self.ratio:g}-{stamp}"
+        if self.target_macs is not None:
+            amount = f"macs{self.target_macs:g}"
+        elif self.target_params is not None:
+            amount = f"params{self.target_params:g}"
+        else:
+            amount = f"r{self.ratio:g}"
+        return f"{self.model.replace('_', '-')}-{self.metric}-{amount}-{stamp}"
 
 
 def _stage_metrics(
@@ -173,13 +188,13 @@ def _train(
     )
 
 
-def _record_stage(run: Run, stage: str, seconds: float, **extra: Any) -> None:
+def _record_stage(run: Run, stage: str, seconds: float | None, **extra: Any) -> None:
     folder = run.stage(stage)
     run.update_manifest(
         stages={
             stage: {
                 "status": "complete",
-                "seconds": round(seconds, 1),
+                "seconds": None if seconds is None else round(seconds, 1),
                 "model_sha256": file_sha256(folder / "model.safetensors"),
                 **extra,
             }
@@ -191,9 +206,22 @@ def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> 
     """The loaded, head-adapted model (None when the baseline comes from another run)."""
     if request.baseline_run:
         return None
+    torch.manual_seed(request.seed)  # the random init, when asked for, is reproducible
     model = create_model(spec, num_classes, checkpoint=request.checkpoint, random_init=request.random_init)
     adapter_for(model, spec.timm_name)  # fails early, naming what is missing, for an unsupported family
     return model
+
+
+def _check_baseline_run(source: Run, spec: ModelSpec, dataset: DomainDataset) -> None:
+    source.require_stage("baseline", "it has no finished baseline to reuse")
+    manifest = source.manifest()
+    if manifest["model"]["timm_name"] != spec.timm_name:
+        raise EdgepruneError(
+            f"--baseline-run {source.name} holds a {manifest['model']['timm_name']}, not the {spec.timm_name} "
+            "asked for with --model"
+        )
+    if manifest["data"]["classes"] != list(dataset.classes):
+        raise EdgepruneError(f"--baseline-run {source.name} was trained on other classes")
 
 
 def _baseline_stage(
@@ -211,9 +239,6 @@ def _baseline_stage(
     if model is None:
         source = workspace.get_run(request.baseline_run)
         source_data = source.manifest()["data"]
-        if source_data["classes"] != list(data.dataset.classes):
-            raise EdgepruneError(f"--baseline-run {source.name} was trained on other classes")
-        source.require_stage("baseline", "it has no finished baseline to reuse")
         with atomic_dir(run.stage("baseline")) as folder:
             shutil.copytree(source.stage("baseline"), folder, dirs_exist_ok=True)
             same_split = all(
@@ -258,6 +283,7 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
         request.batch_size,
         seed=request.seed,
     )
+    torch.manual_seed(request.seed)  # the random metric, reproducible
     reporter.info(
         f"pruning: metric {request.metric}, ratio {request.ratio}, "
         f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
@@ -268,9 +294,9 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
         request.prune_config(),
         batches,
     )
-    create_kwargs = dict(spec.create_kwargs, num_classes=len(data.dataset.classes))
+    description = load_description(run.stage("baseline"))
     with atomic_dir(run.stage("pruned")) as folder:
-        save_model(model, folder, spec.timm_name, create_kwargs)
+        save_model(model, folder, description["timm_name"], description["create_kwargs"])
         atomic_write_json(folder / "prune_report.json", report)
         _stage_metrics(
             "pruned", model, data, folder, request, reporter, {"prune_seconds": round(time.perf_counter() - start, 1)}
@@ -322,13 +348,13 @@ def run_prune(
     else:
         run = None
     spec = request.validate()
-    if run is None and request.baseline_run:
-        workspace.get_run(request.baseline_run).require_stage("baseline", "it has no finished baseline to reuse")
 
     data_root = resolve_data_root(request.data, reporter)
     dataset = load_dataset(data_root, reporter)
     split = leave_one_domain_out(dataset, request.target_domain, request.val_fraction, request.seed)
     data = RunData(dataset, split)
+    if run is None and request.baseline_run:
+        _check_baseline_run(workspace.get_run(request.baseline_run), spec, dataset)
     initial = None
     if run is None or not run.has_stage("baseline"):
         # Load weights before creating the run, so a bad checkpoint leaves nothing behind.
@@ -352,6 +378,7 @@ def run_prune(
                     "classes": list(dataset.classes),
                     "counts": dataset.counts(),
                     "skipped_unreadable": len(dataset.skipped),
+                    "unreadable_files": [str(p.relative_to(dataset.root)) for p in dataset.skipped],
                     "target_domain": split.target,
                     "val_fraction": request.val_fraction,
                     "seed": request.seed,
@@ -370,6 +397,10 @@ def run_prune(
         _pruned_stage(run, spec, data, request, reporter)
     if not run.has_stage("finetuned"):
         _finetuned_stage(run, data, request, reporter)
+    recorded = run.manifest()["stages"]
+    for stage in STAGES:  # a stage written just before an interrupt, but not yet in the manifest
+        if stage not in recorded:
+            _record_stage(run, stage, seconds=None)
     shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
     run.update_manifest(status="complete", finished=utc_now())
     workspace.set_latest(run)

@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.models.artifact import attention_modules, sync_attention_attrs
+from edgeprune.models.attention import attention_modules, sync_attention_attrs
 from edgeprune.models.beit_attention import use_slim_beit_attention
 from edgeprune.models.loading import classifier_names
 

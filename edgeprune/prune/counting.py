@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from edgeprune.models.attention import unfused_attention
+
 
 def input_size(model: nn.Module) -> tuple[int, int]:
     size = model.patch_embed.img_size
@@ -14,12 +16,15 @@ def input_size(model: nn.Module) -> tuple[int, int]:
 
 @torch.no_grad()
 def count_macs(model: nn.Module) -> int:
-    """Multiply-accumulates of one forward pass on one image (FlopCounterMode counts 2 FLOPs per MAC)."""
+    """Multiply-accumulates of one forward pass on one image (FlopCounterMode counts 2 FLOPs per MAC).
+
+    Attention runs unfused while counting: torch 2.14 counts no FLOPs for the fused CPU attention kernel.
+    """
     was_training = model.training
     model.eval()
-    x = torch.zeros(1, 3, *input_size(model))
+    x = torch.zeros(1, 3, *input_size(model), device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, unfused_attention(model):
         model(x)
     model.train(was_training)
     return counter.get_total_flops() // 2

@@ -7,8 +7,7 @@ samples. torch-pruning 1.6's own `accumulate_grad` keeps only the last sample's 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,26 +16,13 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.models.attention import unfused_attention
 
 METRICS = ("l1", "l2", "taylor", "hessian", "random")
-GRADIENT_METRICS = ("taylor", "hessian")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 # Per-sample gradients of all parameters are held for one chunk at a time: about 1 GiB of float32.
 _PER_SAMPLE_GRAD_BUDGET = 256 * 1024 * 1024
-
-
-@contextlib.contextmanager
-def unfused_attention(model: nn.Module) -> Iterator[None]:
-    """The explicit softmax(QK^T)V path: vmap has batching rules for it, not for fused CPU attention."""
-    saved = {m: m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")}
-    for m in saved:
-        m.fused_attn = False
-    try:
-        yield
-    finally:
-        for m, value in saved.items():
-            m.fused_attn = value
 
 
 def fisher_diagonal(

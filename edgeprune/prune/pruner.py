@@ -20,7 +20,7 @@ import torch_pruning as tp
 from torch import nn
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.models.artifact import attention_modules
+from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
 from edgeprune.prune.counting import count_macs, count_params, input_size
 from edgeprune.prune.importance import METRICS, Batch, build_importance

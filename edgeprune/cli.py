@@ -114,7 +114,10 @@ def prune(
     seed: Annotated[int, typer.Option(help="Seed of the split, sampling and training.")] = 0,
     run: Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to resume).")] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run with its saved options.")
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run with its saved options (other options are ignored)."
+        ),
     ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -129,11 +132,11 @@ def prune(
 
       edgeprune prune --resume --run my-run
     """
-    from edgeprune.pipeline.prune import PruneRequest, run_prune
+    from edgeprune.pipeline.prune import PruneRequest, resume_prune, run_prune
 
     ws = _workspace(workspace)
     if resume:
-        result = run_prune(PruneRequest(model=model or ""), ws, run_name=run, resume=True, reporter=_reporter())
+        result = resume_prune(ws, run, _reporter())
     else:
         if model is None:
             raise EdgepruneError("give --model (e.g. --model deit-tiny), or --resume to continue a run")

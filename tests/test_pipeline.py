@@ -13,7 +13,7 @@ from edgeprune.export.runners import OrtRunner
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.bench import BenchRequest, run_bench
 from edgeprune.pipeline.export import ExportRequest, run_export
-from edgeprune.pipeline.prune import run_prune
+from edgeprune.pipeline.prune import resume_prune, run_prune
 from edgeprune.workspace import Workspace, read_json
 from tests.conftest import tiny_request
 
@@ -113,7 +113,7 @@ def test_resume_finishes_an_interrupted_run(builtin_root, tmp_path) -> None:
     run.update_manifest(status="running")
     with pytest.raises(EdgepruneError, match="incomplete"):
         run_export(workspace, ExportRequest(), "r")
-    resumed = run_prune(tiny_request(builtin_root), workspace, run_name="r", resume=True)
+    resumed = resume_prune(workspace, "r")
     assert resumed.manifest()["status"] == "complete"
     assert resumed.manifest()["stages"]["baseline"]["model_sha256"] == baseline_hash
     assert resumed.has_stage("finetuned")

@@ -18,8 +18,9 @@ def test_int8_agrees_with_fp32_on_the_held_out_domain(tiny: TinyVit, fp32_onnx: 
     info = quantize_static_int8(fp32_onnx, out, tiny.source_images)
     assert info["calibration_images"] == len(tiny.source_images) == 126
     assert info["format"] == "QDQ" and info["calibration_method"] == "minmax"
-    # Every linear layer and attention matmul of the 4 blocks is INT8; the sensitive ops and the head stay float.
-    assert info["nodes_quantized"] == {"MatMul": 24}
+    # The 4 linear layers of each of the 4 blocks are INT8; the attention products (two activations), the
+    # sensitive ops and the head stay float.
+    assert info["nodes_quantized"] == {"MatMul": 16} and not info["attention_products_quantized"]
     assert {"LayerNormalization", "Softmax", "Erf", "Conv", "Gemm"} <= set(info["nodes_kept_float"])
     assert is_qdq_model(out) and not is_qdq_model(fp32_onnx)
     assert not list(tmp_path.glob(".*tmp*"))
@@ -36,6 +37,15 @@ def test_int8_agrees_with_fp32_on_the_held_out_domain(tiny: TinyVit, fp32_onnx: 
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
     # The batch dimension stays dynamic.
     assert OrtRunner(out).run(tiny.target_images[:3]).shape == (3, 7)
+
+
+def test_onnxruntime_int8_may_use_asymmetric_percentile_ranges(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "asym.onnx"
+    info = quantize_static_int8(
+        fp32_onnx, out, tiny.source_images[:32], symmetric_activations=False, method="percentile"
+    )
+    assert info["activations"] == "int8 per-tensor asymmetric" and info["calibration_method"] == "percentile"
+    assert agreement(fp32_onnx, out, tiny.target_images)["top1_agreement"] >= 0.97
 
 
 def test_calibration_from_an_iterable_of_batches(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:

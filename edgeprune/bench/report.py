@@ -80,7 +80,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"# edgeprune bench: run {report['run']}, target {report['target']}, domain {report['domain']}{seen}",
         "",
         f"Measured {report['measured']} on {report['device']['machine']} ({report['device']['cpus']} CPUs), "
-        f"batch {report['batch']}, {report['threads'] or 'all'} threads, {report['iterations']} "
+        f"batch {report['batch']}, {report['threads'] or 'all'} threads, {report.get('iterations', '?')} "
         f"timed iterations after warm-up; {report['images']} images.",
         "",
         "| metric | baseline | pruned |",

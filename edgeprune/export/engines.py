@@ -68,7 +68,10 @@ def build_target(
         elif target.name == "ort-cpu":
             optimise_for_cpu(source, folder / f"{name}.onnx")
         elif target.name == "ort-cpu-int8":
-            info = quantize_static_int8(source, folder / f"{name}.onnx", calibration)
+            # onnxruntime takes zero points, so activations may be asymmetric (TensorRT's int8 may not).
+            info = quantize_static_int8(
+                source, folder / f"{name}.onnx", calibration, symmetric_activations=False, method="percentile"
+            )
             info["agreement_with_fp32"] = agreement(source, folder / f"{name}.onnx", check_images)
             extra.setdefault("quantization", {})[name] = info
         elif target.name in _GPU_PROVIDERS:

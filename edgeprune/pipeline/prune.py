@@ -331,22 +331,24 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
     _record_stage(run, "finetuned", time.perf_counter() - start)
 
 
-def run_prune(
-    request: PruneRequest,
-    workspace: Workspace,
-    *,
-    run_name: str | None = None,
-    resume: bool = False,
-    reporter: Reporter | None = None,
-) -> Run:
+def resume_prune(workspace: Workspace, run_name: str | None = None, reporter: Reporter | None = None) -> Run:
+    """Continue an interrupted run with the options it was started with."""
     reporter = reporter or Reporter()
-    if resume:
-        run = workspace.get_run(run_name)
-        manifest = run.manifest()
-        request = PruneRequest.from_json(manifest["request"])
-        reporter.info(f"resuming run {run.name}")
-    else:
-        run = None
+    run = workspace.get_run(run_name)
+    reporter.info(f"resuming run {run.name}")
+    return _prune(PruneRequest.from_json(run.manifest()["request"]), workspace, run, None, reporter)
+
+
+def run_prune(
+    request: PruneRequest, workspace: Workspace, *, run_name: str | None = None, reporter: Reporter | None = None
+) -> Run:
+    """A new run: baseline, pruned and fine-tuned stages, each with its held-out metrics."""
+    return _prune(request, workspace, None, run_name, reporter or Reporter())
+
+
+def _prune(
+    request: PruneRequest, workspace: Workspace, run: Run | None, run_name: str | None, reporter: Reporter
+) -> Run:
     spec = request.validate()
 
     data_root = resolve_data_root(request.data, reporter)

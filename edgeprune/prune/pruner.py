@@ -3,14 +3,16 @@
 torch-pruning finds the coupled groups (the embedding width through every block, each MLP's hidden width, each
 attention's heads and head dimensions) and removes channels; the choice of *which* channels is made here, so that:
 - ranking is global: one threshold over every group's normalised importance (as in DepGraph);
-- a group whose channels would all go keeps a floor (one head, `round_to` channels or one) instead of being
-  skipped whole, so a larger ratio never gives a larger model;
+- a group whose channels would all go keeps a floor instead of being skipped whole, so a larger ratio never
+  gives a larger model: at least `round_to` channels (or one), one head, and a quarter of the share that the ratio
+  keeps on average (so that 0.75 does not shrink the embedding to one channel, while 0.95 still leaves a tiny model);
 - `target_macs` / `target_params` find the ratio that keeps that fraction of the model.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from edgeprune.prune.counting import count_macs, count_params, input_size
 from edgeprune.prune.importance import METRICS, Batch, build_importance
 
 _SEARCH_STEPS = 20
+_FLOOR_SHARE = 0.25  # every group keeps at least this share of the average fraction kept
 _TARGET_TOLERANCE = 0.01
 
 
@@ -60,7 +63,7 @@ class PrunableGroup:
     root: str
     pruning_fn: Callable[..., Any]
     unit_scores: torch.Tensor
-    floor: int
+    min_units: int  # the floor whatever the ratio (round_to, or one)
     attention: str | None = None  # name of the attention module, for attention groups
     num_heads: int = 1
     head_scores: torch.Tensor | None = None
@@ -104,7 +107,7 @@ def find_groups(
 ) -> list[PrunableGroup]:
     names = {m: n for n, m in model.named_modules()}
     by_qkv = {attn.qkv: (name, attn) for name, attn in attention_modules(model).items()}
-    floor = config.round_to or 1
+    min_units = config.round_to or 1
     groups = []
     ignored = [m for head in adapter.classifiers(model) for m in head.modules()]
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]):
@@ -121,7 +124,7 @@ def find_groups(
                     names[attn.proj],
                     tp.prune_linear_in_channels,
                     per_head.mean(0),
-                    floor,
+                    min_units,
                     name,
                     attn.num_heads,
                     per_head.mean(1),
@@ -131,10 +134,15 @@ def find_groups(
             scores = importance(group)
             if scores is None:
                 continue
-            groups.append(PrunableGroup(names[root], group[0].dep.handler, scores, floor))
+            groups.append(PrunableGroup(names[root], group[0].dep.handler, scores, min_units))
     if not groups:
         raise EdgepruneError("found nothing to prune in this model")
     return groups
+
+
+def group_floor(size: int, ratio: float, minimum: int) -> int:
+    """Units a group of `size` keeps at least when `ratio` of all units go (non-increasing in the ratio)."""
+    return max(minimum, math.ceil(size * (1.0 - ratio) * _FLOOR_SHARE))
 
 
 def plan_for_ratio(groups: Sequence[PrunableGroup], ratio: float, config: PruneConfig) -> Plan:
@@ -144,7 +152,9 @@ def plan_for_ratio(groups: Sequence[PrunableGroup], ratio: float, config: PruneC
     candidates = [
         (float(score), i)
         for i, g in enumerate(groups)
-        for score in torch.sort(g.unit_scores).values[: max(0, len(g.unit_scores) - g.floor)]
+        for score in torch.sort(g.unit_scores).values[
+            : max(0, len(g.unit_scores) - group_floor(len(g.unit_scores), ratio, g.min_units))
+        ]
     ]
     candidates.sort()
     removed = [0] * len(groups)
@@ -169,7 +179,7 @@ def plan_for_ratio(groups: Sequence[PrunableGroup], ratio: float, config: PruneC
         for _, i, h in head_candidates:
             if budget == 0:
                 break
-            if len(dropped[i]) < attention[i].num_heads - 1:
+            if len(dropped[i]) < attention[i].num_heads - group_floor(attention[i].num_heads, ratio, 1):
                 dropped[i].append(h)
                 budget -= 1
         plan.heads_removed = {attention[i].root: sorted(h) for i, h in dropped.items() if h}

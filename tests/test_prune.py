@@ -84,7 +84,7 @@ def test_every_family_prunes_with_heads_and_exports(family: str, tmp_path: Path)
     np.testing.assert_allclose(OrtRunner(tmp_path / "m.onnx").run(x.numpy()), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("family", ["vit", "deit-distilled", "beit"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_larger_ratio_gives_a_smaller_model(family: str) -> None:
     macs = [_pruned(FAMILIES[family], metric="l2", ratio=r)[1]["macs"]["after"] for r in (0.5, 0.75, 0.95)]
     assert macs[0] > macs[1] > macs[2]

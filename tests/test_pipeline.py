@@ -1,4 +1,4 @@
-"""The run directory of DESIGN.md, built by prune -> export -> bench on the tiny run."""
+"""The run directory (run.json, stages, export, engines, bench), built by prune -> export -> bench on the tiny run."""
 
 import json
 import shutil

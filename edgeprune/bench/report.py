@@ -1,4 +1,4 @@
-"""The bench report of DESIGN.md: its gate, and its markdown form."""
+"""The bench report: its gate, and its markdown form."""
 
 from __future__ import annotations
 

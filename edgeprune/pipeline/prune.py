@@ -273,6 +273,14 @@ def _baseline_stage(
     _record_stage(run, "baseline", time.perf_counter() - start)
 
 
+def _amount(request: PruneRequest) -> str:
+    if request.target_macs is not None:
+        return f"keeping {request.target_macs:g} of the MACs"
+    if request.target_params is not None:
+        return f"keeping {request.target_params:g} of the parameters"
+    return f"ratio {request.ratio:g}"
+
+
 def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
     start = time.perf_counter()
     model = load_model(run.stage("baseline"))
@@ -285,7 +293,7 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     )
     torch.manual_seed(request.seed)  # the random metric, reproducible
     reporter.info(
-        f"pruning: metric {request.metric}, ratio {request.ratio}, "
+        f"pruning: metric {request.metric}, {_amount(request)}, "
         f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
     )
     report = prune_model(

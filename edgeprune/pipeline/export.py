@@ -122,13 +122,14 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
     """engines/<target>/: the pruned and baseline engines (or deploy bundles) and build.json."""
     export_record = read_json(run.stage("export") / "export.json")
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
-    model = load_model(run.stage("finetuned"))
+    # fp32 targets need no images; int8 needs source images to calibrate, int8 and fp16 held-out ones to check.
+    model = load_model(run.stage("finetuned")) if target.precision != "fp32" else None
     calibration = None
     if target.precision == "int8":  # source-domain images only: the held-out domain stays unseen
         transform = eval_transform(data_config(model))
         batches = calibration_batches(data.split.train, transform, CALIBRATION_BATCHES, 32, seed=0)
         calibration = torch.cat([x for x, _ in batches]).numpy()
-    check_images = _parity_images(model, data, 128).numpy() if target.precision != "fp32" else None
+    check_images = _parity_images(model, data, 128).numpy() if model is not None else None
     folder_name = f"engines/{target.name}"
     with atomic_dir(run.stage("engines") / target.name) as folder:
         with reporter.task(f"build {target.name}", None):

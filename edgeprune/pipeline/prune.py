@@ -111,15 +111,18 @@ class PruneRequest:
             self.metric, self.ratio, self.prune_heads, self.round_to, self.target_macs, self.target_params
         )
 
+    def amount(self) -> tuple[str, float]:
+        """What decides how much is pruned: ("macs" | "params", fraction kept) or ("r", ratio)."""
+        if self.target_macs is not None:
+            return "macs", self.target_macs
+        if self.target_params is not None:
+            return "params", self.target_params
+        return "r", self.ratio
+
     def default_run_name(self) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        if self.target_macs is not None:
-            amount = f"macs{self.target_macs:g}"
-        elif self.target_params is not None:
-            amount = f"params{self.target_params:g}"
-        else:
-            amount = f"r{self.ratio:g}"
-        return f"{self.model.replace('_', '-')}-{self.metric}-{amount}-{stamp}"
+        kind, value = self.amount()
+        return f"{self.model.replace('_', '-')}-{self.metric}-{kind}{value:g}-{stamp}"
 
 
 def _stage_metrics(
@@ -241,9 +244,9 @@ def _baseline_stage(
         source_data = source.manifest()["data"]
         with atomic_dir(run.stage("baseline")) as folder:
             shutil.copytree(source.stage("baseline"), folder, dirs_exist_ok=True)
+            own_data = run.manifest()["data"]
             same_split = all(
-                source_data[k] == run.manifest()["data"][k]
-                for k in ("fingerprint", "target_domain", "val_fraction", "seed")
+                source_data[k] == own_data[k] for k in ("fingerprint", "target_domain", "val_fraction", "seed")
             )
             if not same_split:  # other data or split: its metrics and cached predictions do not apply here
                 shutil.rmtree(folder / "predictions", ignore_errors=True)
@@ -273,12 +276,12 @@ def _baseline_stage(
     _record_stage(run, "baseline", time.perf_counter() - start)
 
 
+_KEPT_NAMES = {"macs": "MACs", "params": "parameters"}
+
+
 def _amount(request: PruneRequest) -> str:
-    if request.target_macs is not None:
-        return f"keeping {request.target_macs:g} of the MACs"
-    if request.target_params is not None:
-        return f"keeping {request.target_params:g} of the parameters"
-    return f"ratio {request.ratio:g}"
+    kind, value = request.amount()
+    return f"ratio {value:g}" if kind == "r" else f"keeping {value:g} of the {_KEPT_NAMES[kind]}"
 
 
 def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:

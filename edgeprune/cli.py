@@ -103,6 +103,38 @@ def prune(
     target_params: Annotated[
         float | None, typer.Option(help="Keep this fraction of the parameters instead of using --ratio.")
     ] = None,
+    normalization: Annotated[
+        str,
+        typer.Option(
+            help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
+            "per multiply-accumulate removed)."
+        ),
+    ] = "mean",
+    max_share: Annotated[
+        float | None,
+        typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),
+    ] = None,
+    compensate: Annotated[
+        bool,
+        typer.Option(
+            "--compensate/--no-compensate",
+            help="Fold removed units' mean contribution into the next bias and correct LayerNorm statistics.",
+        ),
+    ] = True,
+    allow_narrow: Annotated[
+        bool, typer.Option("--allow-narrow", help="Let the embedding fall below 8 channels and heads below 4 dims.")
+    ] = False,
+    distill: Annotated[
+        bool | None,
+        typer.Option(
+            "--distill/--no-distill",
+            help="Fine-tune against the baseline's soft outputs too [default: on when the baseline was fine-tuned].",
+        ),
+    ] = None,
+    distill_weight: Annotated[float, typer.Option(help="Share of the distillation term in the loss.")] = 0.5,
+    distill_temperature: Annotated[float, typer.Option(help="Softmax temperature of distillation.")] = 2.0,
+    steps: Annotated[int, typer.Option(help="Prune in this many steps, with a short recovery between.")] = 1,
+    recovery_steps: Annotated[int, typer.Option(help="Training steps of each recovery between pruning steps.")] = 50,
     calib_batches: Annotated[int, typer.Option(help="Source-domain batches that importance sees.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Training and calibration batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")] = 1e-4,
@@ -162,6 +194,15 @@ def prune(
             max_steps_per_epoch=max_steps_per_epoch,
             workers=workers,
             seed=seed,
+            normalization=normalization,
+            max_share=max_share,
+            compensate=compensate,
+            allow_narrow=allow_narrow,
+            distill=distill,
+            distill_weight=distill_weight,
+            distill_temperature=distill_temperature,
+            steps=steps,
+            recovery_steps=recovery_steps,
         )
         result = run_prune(request, ws, run_name=run, reporter=_reporter())
     _print_prune_summary(result)

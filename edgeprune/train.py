@@ -1,4 +1,9 @@
-"""Fine-tuning on the source domains: AdamW, warm-up + cosine, label smoothing, AMP on CUDA, resumable epochs."""
+"""Fine-tuning on the source domains: AdamW, warm-up + cosine, label smoothing, AMP on CUDA, resumable epochs.
+
+With a teacher (the unpruned baseline), the loss mixes the labels with the teacher's softened outputs (knowledge
+distillation, Hinton et al. 2015): (1 - w) * CE(labels) + w * T^2 * KL(teacher_T || student_T). The teacher runs
+on the same augmented batch, so it adds one forward pass of the baseline per step.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,24 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_steps_per_epoch: int | None = None
     seed: int = 0
+    distill_weight: float = 0.0  # share of the distillation term; 0 = labels only
+    distill_temperature: float = 2.0
+
+
+def training_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig, teacher_logits: torch.Tensor | None = None
+) -> torch.Tensor:
+    loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+    if teacher_logits is None or config.distill_weight == 0:
+        return loss
+    t = config.distill_temperature
+    soft = F.kl_div(
+        F.log_softmax(logits.float() / t, dim=1),
+        F.log_softmax(teacher_logits.float() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - config.distill_weight) * loss + config.distill_weight * t * t * soft
 
 
 def default_device() -> torch.device:
@@ -92,11 +115,14 @@ def fine_tune(
     resume: bool = False,
     reporter: Reporter | None = None,
     label: str = "fine-tune",
+    teacher: nn.Module | None = None,
 ) -> list[dict[str, float]]:
     """Train in place; after every epoch the state goes to `checkpoint`, from which `resume=True` continues."""
     reporter = reporter or Reporter()
     device = default_device()
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     steps_per_epoch = len(train_loader)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -131,8 +157,12 @@ def fine_tune(
                     break
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with _autocast(device):
+                    teacher_logits = None
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(x)
                     logits = model(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    loss = training_loss(logits, y, config, teacher_logits)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -163,4 +193,6 @@ def fine_tune(
             },
         )
     model.cpu().eval()
+    if teacher is not None:
+        teacher.cpu()
     return history

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,15 @@ class PruneRequest:
     val_fraction: float = 0.1
     workers: int = 0
     seed: int = 0
+    normalization: str = "mean"
+    max_share: float | None = None
+    compensate: bool = True
+    allow_narrow: bool = False
+    distill: bool | None = None  # None: on when the baseline was fine-tuned on the source domains
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    steps: int = 1
+    recovery_steps: int = 50
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -100,6 +109,10 @@ class PruneRequest:
             raise EdgepruneError("learning rates must be positive")
         if not 0.0 <= self.val_fraction < 1.0:
             raise EdgepruneError("the validation fraction must be in [0, 1)")
+        if self.steps < 1 or self.recovery_steps < 0:
+            raise EdgepruneError("--steps must be at least 1 and --recovery-steps 0 or more")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise EdgepruneError("--distill-weight is a share in [0, 1] and --distill-temperature must be positive")
         if self.checkpoint is not None and self.random_init:
             raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
         if self.checkpoint is not None and not self.checkpoint.is_file():
@@ -108,7 +121,16 @@ class PruneRequest:
 
     def prune_config(self) -> PruneConfig:
         return PruneConfig(
-            self.metric, self.ratio, self.prune_heads, self.round_to, self.target_macs, self.target_params
+            metric=self.metric,
+            ratio=self.ratio,
+            prune_heads=self.prune_heads,
+            round_to=self.round_to,
+            target_macs=self.target_macs,
+            target_params=self.target_params,
+            normalization=self.normalization,
+            max_share=self.max_share,
+            compensate=self.compensate,
+            allow_narrow=self.allow_narrow,
         )
 
     def amount(self) -> tuple[str, float]:
@@ -173,6 +195,8 @@ def _train(
     checkpoint: Path,
     reporter: Reporter,
     label: str,
+    teacher: nn.Module | None = None,
+    max_steps: int | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued."""
     config = data_config(model)
@@ -185,9 +209,24 @@ def _train(
         seed=request.seed,
     )
     val_loader = make_loader(data.split.val, eval_transform(config), 64, shuffle=False, workers=request.workers)
-    train_config = TrainConfig(epochs=epochs, lr=lr, max_steps_per_epoch=request.max_steps_per_epoch, seed=request.seed)
+    train_config = TrainConfig(
+        epochs=epochs,
+        lr=lr,
+        max_steps_per_epoch=max_steps or request.max_steps_per_epoch,
+        seed=request.seed,
+        distill_weight=request.distill_weight if teacher is not None else 0.0,
+        distill_temperature=request.distill_temperature,
+    )
     return fine_tune(
-        model, train_loader, val_loader, train_config, checkpoint, resume=True, reporter=reporter, label=label
+        model,
+        train_loader,
+        val_loader if max_steps is None else None,
+        train_config,
+        checkpoint,
+        resume=True,
+        reporter=reporter,
+        label=label,
+        teacher=teacher,
     )
 
 
@@ -284,7 +323,58 @@ def _amount(request: PruneRequest) -> str:
     return f"ratio {value:g}" if kind == "r" else f"keeping {value:g} of the {_KEPT_NAMES[kind]}"
 
 
-def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
+def _teacher(run: Run, request: PruneRequest, workspace: Workspace) -> nn.Module | None:
+    """The baseline as distillation teacher: on by default when it was fine-tuned on the source domains."""
+    if request.distill is False:
+        return None
+    if request.distill is None:
+        epochs = request.baseline_epochs
+        if request.baseline_run:
+            epochs = workspace.get_run(request.baseline_run).manifest()["request"].get("baseline_epochs", 0)
+        if not epochs:
+            return None
+    return load_model(run.stage("baseline"))
+
+
+def _step_config(request: PruneRequest, step: int, steps: int, kept: dict[str, float]) -> PruneConfig:
+    """Step `step` of `steps`: the same final amount, reached geometrically; `kept` is what is left so far."""
+    config = request.prune_config()
+    if steps == 1:
+        return config
+    if request.target_macs is not None:
+        return replace(config, target_macs=min(0.999, request.target_macs ** (step / steps) / kept["macs"]))
+    if request.target_params is not None:
+        return replace(config, target_params=min(0.999, request.target_params ** (step / steps) / kept["params"]))
+    return replace(config, ratio=1 - (1 - request.ratio) ** (1 / steps))
+
+
+def _merge_step_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    first, last = reports[0], reports[-1]
+    units = {"before": first["units"]["before"], "after": last["units"]["after"]}
+    units["removed_fraction"] = 1 - units["after"] / units["before"]
+    return {
+        **last,
+        "ratio": units["removed_fraction"],
+        "requested": first["requested"],
+        "macs": {"before": first["macs"]["before"], "after": last["macs"]["after"]},
+        "params": {"before": first["params"]["before"], "after": last["params"]["after"]},
+        "units": units,
+        "achieved": {
+            "macs_kept": last["macs"]["after"] / first["macs"]["before"],
+            "params_kept": last["params"]["after"] / first["params"]["before"],
+            "units_removed": units["removed_fraction"],
+        },
+        "blocks": [
+            {"index": b0["index"], "before": b0["before"], "after": b1["after"]}
+            for b0, b1 in zip(first["blocks"], last["blocks"], strict=True)
+        ],
+        "steps": [{k: r[k] for k in ("macs", "params", "units", "achieved")} for r in reports],
+    }
+
+
+def _pruned_stage(
+    run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, workspace: Workspace, reporter: Reporter
+) -> None:
     start = time.perf_counter()
     model = load_model(run.stage("baseline"))
     batches = calibration_batches(
@@ -296,15 +386,33 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     )
     torch.manual_seed(request.seed)  # the random metric, reproducible
     reporter.info(
-        f"pruning: metric {request.metric}, {_amount(request)}, "
-        f"{sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
+        f"pruning: metric {request.metric}, {_amount(request)}"
+        + (f" in {request.steps} steps" if request.steps > 1 else "")
+        + f", {sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
     )
-    report = prune_model(
-        model,
-        spec.timm_name,
-        request.prune_config(),
-        batches,
-    )
+    teacher = _teacher(run, request, workspace) if request.steps > 1 else None
+    reports: list[dict[str, Any]] = []
+    kept = {"macs": 1.0, "params": 1.0}
+    for step in range(1, request.steps + 1):
+        report = prune_model(model, spec.timm_name, _step_config(request, step, request.steps, kept), batches)
+        reports.append(report)
+        kept = {k: kept[k] * report["achieved"][f"{k}_kept"] for k in kept}
+        if step < request.steps and request.recovery_steps:
+            recovery = run.dir / "checkpoints" / f"recovery-{step}.pt"
+            recovery.unlink(missing_ok=True)  # one left by an interrupted attempt belongs to another model
+            _train(
+                model,
+                data,
+                request,
+                1,
+                request.lr,
+                recovery,
+                reporter,
+                f"recovery {step}/{request.steps - 1}",
+                teacher=teacher,
+                max_steps=request.recovery_steps,
+            )
+    report = reports[0] if len(reports) == 1 else _merge_step_reports(reports)
     description = load_description(run.stage("baseline"))
     with atomic_dir(run.stage("pruned")) as folder:
         save_model(model, folder, description["timm_name"], description["create_kwargs"])
@@ -315,7 +423,7 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     _record_stage(run, "pruned", time.perf_counter() - start)
 
 
-def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
+def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, workspace: Workspace, reporter: Reporter) -> None:
     start = time.perf_counter()
     if not request.epochs:  # nothing to train: the pruned model, its metrics and predictions are the result
         with atomic_dir(run.stage("finetuned")) as folder:
@@ -324,6 +432,18 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
         return
     model = load_model(run.stage("pruned"))
     description = load_description(run.stage("pruned"))
+    teacher = _teacher(run, request, workspace)
+    distillation = (
+        {"teacher": "baseline", "weight": request.distill_weight, "temperature": request.distill_temperature}
+        if teacher is not None
+        else None
+    )
+    run.update_manifest(distillation=distillation)
+    if teacher is not None:
+        reporter.info(
+            f"fine-tune: distilling from the baseline (weight {request.distill_weight:g}, "
+            f"temperature {request.distill_temperature:g})"
+        )
     history = _train(
         model,
         data,
@@ -333,11 +453,18 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
         run.dir / "checkpoints" / "finetune.pt",
         reporter,
         "fine-tune",
+        teacher=teacher,
     )
     with atomic_dir(run.stage("finetuned")) as folder:
         save_model(model, folder, description["timm_name"], description["create_kwargs"])
         _stage_metrics(
-            "finetuned", model, data, folder, request, reporter, {"epochs": request.epochs, "history": history}
+            "finetuned",
+            model,
+            data,
+            folder,
+            request,
+            reporter,
+            {"epochs": request.epochs, "history": history, "distillation": distillation},
         )
     _record_stage(run, "finetuned", time.perf_counter() - start)
 
@@ -407,9 +534,9 @@ def _prune(
     if not run.has_stage("baseline"):
         _baseline_stage(run, initial, spec, data, request, workspace, reporter)
     if not run.has_stage("pruned"):
-        _pruned_stage(run, spec, data, request, reporter)
+        _pruned_stage(run, spec, data, request, workspace, reporter)
     if not run.has_stage("finetuned"):
-        _finetuned_stage(run, data, request, reporter)
+        _finetuned_stage(run, data, request, workspace, reporter)
     recorded = run.manifest()["stages"]
     for stage in STAGES:  # a stage written just before an interrupt, but not yet in the manifest
         if stage not in recorded:

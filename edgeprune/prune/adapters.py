@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.models.attention import attention_modules, sync_attention_attrs
+from edgeprune.models.attention import attention_modules, fold_softmax_scale, sync_attention_attrs
 from edgeprune.models.beit_attention import use_slim_beit_attention
 from edgeprune.models.loading import classifier_names
 
@@ -41,8 +41,9 @@ class FamilyAdapter:
         """Put the model in the form the dependency graph traces."""
 
     def finish(self, model: nn.Module, kept_heads: dict[str, torch.Tensor], num_heads: dict[str, int]) -> None:
-        """Undo `prepare` and make every attention module agree with its pruned weights."""
+        """Undo `prepare` and make every attention module agree with its pruned weights (original softmax scale)."""
         for name, attn in attention_modules(model).items():
+            fold_softmax_scale(attn, num_heads[name])
             sync_attention_attrs(attn, num_heads[name])
 
 

@@ -67,22 +67,34 @@ def accumulate_loss_gradient(model: nn.Module, batches: Sequence[Batch]) -> None
         loss.backward()
 
 
-def build_importance(metric: str, model: nn.Module, batches: Sequence[Batch]) -> tp.importance.Importance:
-    """The scorer for `metric`; gradient metrics also fill `.grad` of the model's parameters."""
+# Scores summed over every layer of a group and left unnormalised: for hessian that is the OBD estimate of the loss
+# increase, comparable across groups; `selection` applies the normalisation asked for.
+_RAW = {"group_reduction": "sum", "normalizer": None}
+
+
+def scorer(metric: str) -> tp.importance.Importance:
+    """torch-pruning's scorer for `metric`; gradient metrics read what `build_importance` left in `.grad`."""
     if metric == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
+        return tp.importance.GroupMagnitudeImportance(p=1, **_RAW)
     if metric == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2)
+        return tp.importance.GroupMagnitudeImportance(p=2, **_RAW)
     if metric == "random":
         return tp.importance.RandomImportance()
     if metric == "taylor":
-        accumulate_loss_gradient(model, batches)
-        return tp.importance.GroupTaylorImportance()
+        return tp.importance.GroupTaylorImportance(**_RAW)
     if metric == "hessian":
+        # With nothing accumulated, the stock scorer reads E[g^2] from .grad and computes w^2 * E[g^2].
+        return tp.importance.GroupHessianImportance(**_RAW)
+    raise EdgepruneError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
+
+
+def build_importance(metric: str, model: nn.Module, batches: Sequence[Batch]) -> tp.importance.Importance:
+    """The scorer for `metric`; gradient metrics also fill `.grad` of the model's parameters."""
+    if metric == "taylor":
+        accumulate_loss_gradient(model, batches)
+    elif metric == "hessian":
         fisher = fisher_diagonal(model, batches)
         for name, p in model.named_parameters():
             if name in fisher:
                 p.grad = fisher[name]
-        # With nothing accumulated, the stock scorer reads E[g^2] from .grad and computes w^2 * E[g^2].
-        return tp.importance.GroupHessianImportance()
-    raise EdgepruneError(f"unknown metric '{metric}': choose one of {', '.join(METRICS)}")
+    return scorer(metric)

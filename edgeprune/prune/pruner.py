@@ -1,20 +1,16 @@
 """Grouped structural global pruning of timm vision transformers over torch-pruning's DependencyGraph.
 
 torch-pruning finds the coupled groups (the embedding width through every block, each MLP's hidden width, each
-attention's heads and head dimensions) and removes channels; the choice of *which* channels is made here, so that:
-- ranking is global: one threshold over every group's normalised importance (as in DepGraph);
-- a group whose channels would all go keeps a floor instead of being skipped whole, so a larger ratio never
-  gives a larger model: at least `round_to` channels (or one), one head, and a quarter of the share that the ratio
-  keeps on average (so that 0.75 does not shrink the embedding to one channel, while 0.95 still leaves a tiny model);
-- `target_macs` / `target_params` find the ratio that keeps that fraction of the model.
+attention's heads and head dimensions), scores their channels and removes them; `selection` decides *which*
+channels go, in one global budget, and `compensate` gives back on average what they contributed. A pruned model
+computes what the original computes with the pruned units masked: attention keeps its softmax scale.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,12 +20,23 @@ from torch import nn
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
+from edgeprune.prune.compensate import Cuts, measure_compensation
 from edgeprune.prune.counting import count_macs, count_params, input_size
 from edgeprune.prune.importance import METRICS, Batch, build_importance
+from edgeprune.prune.selection import (
+    NORMALIZATIONS,
+    Floors,
+    Move,
+    Plan,
+    PrunableGroup,
+    plan_from_prefix,
+    prefix_for_ratio,
+    removal_sequence,
+)
 
-_SEARCH_STEPS = 20
-_FLOOR_SHARE = 0.25  # every group keeps at least this share of the average fraction kept
+_SEARCH_STEPS = 24
 _TARGET_TOLERANCE = 0.01
+_RATIO_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -40,14 +47,24 @@ class PruneConfig:
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None
+    normalization: str = "mean"
+    max_share: float | None = None
+    compensate: bool = False
+    allow_narrow: bool = False
 
     def validate(self) -> None:
         if self.metric not in METRICS:
             raise EdgepruneError(f"unknown metric '{self.metric}': choose one of {', '.join(METRICS)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise EdgepruneError(
+                f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
+            )
         if not 0.0 < self.ratio < 1.0:
             raise EdgepruneError(f"--ratio must be strictly between 0 and 1 (got {self.ratio})")
         if self.round_to is not None and self.round_to < 1:
             raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")
+        if self.max_share is not None and not 0.0 < self.max_share <= 1.0:
+            raise EdgepruneError(f"--max-share is a fraction of a group, in (0, 1] (got {self.max_share})")
         if self.target_macs is not None and self.target_params is not None:
             raise EdgepruneError("give --target-macs or --target-params, not both")
         for name in ("target_macs", "target_params"):
@@ -55,26 +72,8 @@ class PruneConfig:
             if value is not None and not 0.0 < value < 1.0:
                 raise EdgepruneError(f"--{name.replace('_', '-')} is the fraction to keep, in (0, 1) (got {value})")
 
-
-@dataclass
-class PrunableGroup:
-    """One coupled group, identified by its root layer; units are channels, or head dims of an attention."""
-
-    root: str
-    pruning_fn: Callable[..., Any]
-    unit_scores: torch.Tensor
-    min_units: int  # the floor whatever the ratio (round_to, or one)
-    attention: str | None = None  # name of the attention module, for attention groups
-    num_heads: int = 1
-    head_scores: torch.Tensor | None = None
-
-
-@dataclass
-class Plan:
-    """Per group: how many of its lowest-scored units go, and which heads."""
-
-    units_removed: dict[str, int] = field(default_factory=dict)
-    heads_removed: dict[str, list[int]] = field(default_factory=dict)
+    def floors(self) -> Floors:
+        return Floors.for_config(self.round_to, self.allow_narrow)
 
 
 def block_widths(model: nn.Module) -> list[dict[str, int]]:
@@ -102,12 +101,45 @@ def _build_graph(model: nn.Module, adapter: FamilyAdapter) -> tp.DependencyGraph
     )
 
 
+@torch.no_grad()
+def _token_count(model: nn.Module) -> int:
+    seen: list[int] = []
+    handle = model.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+    try:
+        was_training = model.training
+        model.eval()(torch.zeros(1, 3, *input_size(model)))
+        model.train(was_training)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+class _UnitCosts:
+    """MACs per image that one removed unit saves, at the unpruned widths (every matmul counted)."""
+
+    def __init__(self, model: nn.Module, adapter: FamilyAdapter) -> None:
+        self.tokens = _token_count(model)
+        self.embed = int(model.blocks[0].norm1.weight.shape[0])
+        conv = model.patch_embed.proj
+        patches = self.tokens - getattr(model, "num_prefix_tokens", 1)
+        classes = sum(head.out_features for head in adapter.classifiers(model) if isinstance(head, nn.Linear))
+        per_block = sum(
+            self.tokens * (4 * (b.attn.qkv.out_features // 3) + 2 * b.mlp.fc1.out_features) for b in model.blocks
+        )
+        self.embedding = per_block + patches * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] + classes
+
+    def __call__(self, kind: str) -> float:
+        t, e = self.tokens, self.embed
+        return {"embedding": self.embedding, "attention": t * 4 * e + 2 * t * t, "mlp": 2 * t * e}.get(kind, t * e)
+
+
 def find_groups(
-    model: nn.Module, graph: tp.DependencyGraph, adapter: FamilyAdapter, importance: Any, config: PruneConfig
+    model: nn.Module, graph: tp.DependencyGraph, adapter: FamilyAdapter, importance: Any
 ) -> list[PrunableGroup]:
+    """Every prunable coupled group with its channels' raw (unnormalised, summed over the group) importance."""
     names = {m: n for n, m in model.named_modules()}
     by_qkv = {attn.qkv: (name, attn) for name, attn in attention_modules(model).items()}
-    min_units = config.round_to or 1
+    costs = _UnitCosts(model, adapter)
     groups = []
     ignored = [m for head in adapter.classifiers(model) for m in head.modules()]
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d, nn.Linear]):
@@ -116,95 +148,67 @@ def find_groups(
             name, attn = by_qkv[root]
             group = graph.get_pruning_group(attn.proj, tp.prune_linear_in_channels, list(range(attn.proj.in_features)))
             scores = importance(group)
-            if scores is None:
-                continue
-            per_head = scores.view(attn.num_heads, -1)
-            groups.append(
-                PrunableGroup(
-                    names[attn.proj],
-                    tp.prune_linear_in_channels,
-                    per_head.mean(0),
-                    min_units,
-                    name,
-                    attn.num_heads,
-                    per_head.mean(1),
+            if scores is not None:
+                groups.append(
+                    PrunableGroup(
+                        names[attn.proj],
+                        "attention",
+                        scores.detach().view(attn.num_heads, -1),
+                        costs("attention"),
+                        name,
+                        tp.prune_linear_in_channels,
+                    )
                 )
-            )
-        else:
-            scores = importance(group)
-            if scores is None:
-                continue
-            groups.append(PrunableGroup(names[root], group[0].dep.handler, scores, min_units))
+            continue
+        scores = importance(group)
+        if scores is None:
+            continue
+        members = {dep.target.module for dep, _ in group}
+        kind = "embedding" if model.patch_embed.proj in members else "mlp" if names[root].endswith("fc1") else "other"
+        groups.append(PrunableGroup(names[root], kind, scores.detach(), costs(kind), pruning_fn=group[0].dep.handler))
     if not groups:
         raise EdgepruneError("found nothing to prune in this model")
     return groups
 
 
-def group_floor(size: int, ratio: float, minimum: int) -> int:
-    """Units a group of `size` keeps at least when `ratio` of all units go (non-increasing in the ratio)."""
-    return max(minimum, math.ceil(size * (1.0 - ratio) * _FLOOR_SHARE))
-
-
-def plan_for_ratio(groups: Sequence[PrunableGroup], ratio: float, config: PruneConfig) -> Plan:
-    """Remove `ratio` of all units by one global threshold, never below a group's floor; same for heads."""
-    plan = Plan()
-    total = sum(len(g.unit_scores) for g in groups)
-    candidates = [
-        (float(score), i)
-        for i, g in enumerate(groups)
-        for score in torch.sort(g.unit_scores).values[
-            : max(0, len(g.unit_scores) - group_floor(len(g.unit_scores), ratio, g.min_units))
-        ]
-    ]
-    candidates.sort()
-    removed = [0] * len(groups)
-    for _, i in candidates[: int(ratio * total)]:
-        removed[i] += 1
-    for i, g in enumerate(groups):
-        kept = len(g.unit_scores) - removed[i]
-        if config.round_to:
-            kept = max(config.round_to, kept - kept % config.round_to)
-        plan.units_removed[g.root] = max(0, len(g.unit_scores) - kept)
-
-    if config.prune_heads:
-        attention = [g for g in groups if g.head_scores is not None]
-        total_heads = sum(g.num_heads for g in attention)
-        head_candidates = sorted(
-            (float(score), i, int(h))
-            for i, g in enumerate(attention)
-            for score, h in zip(*torch.sort(g.head_scores), strict=True)
-        )
-        dropped: dict[int, list[int]] = {i: [] for i in range(len(attention))}
-        budget = int(ratio * total_heads)
-        for _, i, h in head_candidates:
-            if budget == 0:
-                break
-            if len(dropped[i]) < attention[i].num_heads - group_floor(attention[i].num_heads, ratio, 1):
-                dropped[i].append(h)
-                budget -= 1
-        plan.heads_removed = {attention[i].root: sorted(h) for i, h in dropped.items() if h}
-    return plan
-
-
 def _removed_indices(group: PrunableGroup, plan: Plan) -> list[int]:
-    n_units = len(group.unit_scores)
-    units = torch.argsort(group.unit_scores)[: plan.units_removed.get(group.root, 0)].tolist()
+    units = plan.units_removed.get(group.root, [])
     if group.attention is None:
-        return sorted(units)
-    idxs = {h * n_units + d for h in range(group.num_heads) for d in units}
+        return list(units)
+    head_dim = group.size // group.num_heads
+    idxs = {h * head_dim + d for h in range(group.num_heads) for d in units}
     for h in plan.heads_removed.get(group.root, []):
-        idxs.update(range(h * n_units, (h + 1) * n_units))
+        idxs.update(range(h * head_dim, (h + 1) * head_dim))
     return sorted(idxs)
 
 
-def apply_plan(model: nn.Module, adapter: FamilyAdapter, groups: Sequence[PrunableGroup], plan: Plan) -> None:
-    """Prune a model (in the adapter's prepared form) by `plan`, then let the adapter finish it."""
+def apply_plan(
+    model: nn.Module,
+    adapter: FamilyAdapter,
+    groups: Sequence[PrunableGroup],
+    plan: Plan,
+    compensation_batches: Sequence[Batch] = (),
+) -> None:
+    """Prune a model (in the adapter's prepared form) by `plan`, then let the adapter finish it.
+
+    With calibration batches, what the removed units contributed on average is folded back (see `compensate`).
+    """
     graph = _build_graph(model, adapter)
     modules = dict(model.named_modules())
+    compensation = None
+    if compensation_batches:
+        cuts = Cuts()
+        for group in groups:
+            idxs = _removed_indices(group, plan)
+            if idxs:
+                cuts.add(graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs))
+        compensation = measure_compensation(model, cuts, compensation_batches)
     for group in groups:
         idxs = _removed_indices(group, plan)
         if idxs:
             graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs).prune()
+    if compensation is not None:
+        compensation.apply()
     kept_heads, num_heads = {}, {}
     for group in groups:
         if group.attention is not None:
@@ -214,72 +218,133 @@ def apply_plan(model: nn.Module, adapter: FamilyAdapter, groups: Sequence[Prunab
     adapter.finish(model, kept_heads, num_heads)
 
 
-def _search_ratio(
+def _measure_prefix(
     model: nn.Module,
     adapter: FamilyAdapter,
     groups: Sequence[PrunableGroup],
-    config: PruneConfig,
+    sequence: Sequence[Move],
+    length: int,
+    measure: Callable[[nn.Module], int],
+) -> int:
+    trial = copy.deepcopy(model)
+    apply_plan(trial, adapter, groups, plan_from_prefix(groups, sequence, length))
+    return measure(trial)
+
+
+def _search_prefix(
+    model: nn.Module,
+    adapter: FamilyAdapter,
+    groups: Sequence[PrunableGroup],
+    sequence: Sequence[Move],
     measure: Callable[[nn.Module], int],
     target: int,
-) -> tuple[float, Plan]:
-    """Bisect the ratio whose pruned model keeps `target` (MACs or params); the measure falls as the ratio grows."""
-    low, high = 0.0, 0.999
-    best: tuple[float, Plan, int] | None = None
+    what: str,
+    before: int,
+) -> int:
+    """The prefix whose pruned model keeps closest to `target` (MACs or params), which fall as the prefix grows."""
+    smallest = _measure_prefix(model, adapter, groups, sequence, len(sequence), measure)
+    if smallest > target * (1 + _TARGET_TOLERANCE):
+        raise EdgepruneError(
+            f"cannot keep only {target / before:.3f} of the {what}: the floors (embedding >= 8 channels, heads >= "
+            f"4 dims, at least one head) leave at least {smallest / before:.3f}; ask for {smallest / before:.3f} or "
+            "more, or pass --allow-narrow"
+        )
+    low, high = 0, len(sequence)  # measure(low) >= target >= measure(high)
+    best = (high, smallest)
     for _ in range(_SEARCH_STEPS):
-        ratio = (low + high) / 2
-        plan = plan_for_ratio(groups, ratio, config)
-        trial = copy.deepcopy(model)
-        apply_plan(trial, adapter, groups, plan)
-        value = measure(trial)
-        if best is None or abs(value - target) < abs(best[2] - target):
-            best = (ratio, plan, value)
-        if abs(value / target - 1) <= _TARGET_TOLERANCE:
+        if high - low <= 1:
             break
-        low, high = (ratio, high) if value > target else (low, ratio)
-    assert best is not None
-    return best[0], best[1]
+        middle = (low + high) // 2
+        value = _measure_prefix(model, adapter, groups, sequence, middle, measure)
+        if abs(value - target) < abs(best[1] - target):
+            best = (middle, value)
+        if abs(value / target - 1) <= _TARGET_TOLERANCE / 4:
+            break
+        low, high = (middle, high) if value > target else (low, middle)
+    return best[0]
 
 
 def prune_model(
     model: nn.Module, timm_name: str, config: PruneConfig, calib_batches: Sequence[Batch]
 ) -> dict[str, Any]:
-    """Prune `model` in place; returns the prune report (MACs, params and per-block widths before and after)."""
+    """Prune `model` in place; returns the prune report (MACs, params, units and per-block widths before and after)."""
     config.validate()
     adapter = adapter_for(model, timm_name)
     before = {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
 
     adapter.prepare(model)
     importance = build_importance(config.metric, model, calib_batches)
-    groups = find_groups(model, _build_graph(model, adapter), adapter, importance, config)
+    groups = find_groups(model, _build_graph(model, adapter), adapter, importance)
     model.zero_grad(set_to_none=True)
-    ratio = config.ratio
+    sequence = removal_sequence(
+        groups,
+        normalization=config.normalization,
+        round_to=config.round_to,
+        prune_heads=config.prune_heads,
+        max_share=config.max_share,
+        floors=config.floors(),
+    )
+    units_total = sum(g.size for g in groups)
     if config.target_macs is not None:
-        ratio, plan = _search_ratio(
-            model, adapter, groups, config, count_macs, int(config.target_macs * before["macs"])
+        length = _search_prefix(
+            model,
+            adapter,
+            groups,
+            sequence,
+            count_macs,
+            int(config.target_macs * before["macs"]),
+            "MACs",
+            before["macs"],
         )
     elif config.target_params is not None:
-        ratio, plan = _search_ratio(
-            model, adapter, groups, config, count_params, int(config.target_params * before["params"])
+        length = _search_prefix(
+            model,
+            adapter,
+            groups,
+            sequence,
+            count_params,
+            int(config.target_params * before["params"]),
+            "parameters",
+            before["params"],
         )
     else:
-        plan = plan_for_ratio(groups, ratio, config)
-    apply_plan(model, adapter, groups, plan)
+        length = prefix_for_ratio(sequence, units_total, config.ratio)
+        reachable = sum(m.units for m in sequence) / units_total
+        if length == len(sequence) and config.ratio - reachable > _RATIO_TOLERANCE:
+            smallest = _measure_prefix(model, adapter, groups, sequence, len(sequence), count_macs)
+            raise EdgepruneError(
+                f"--ratio {config.ratio:g} removes more than the floors allow (embedding >= 8 channels, heads >= 4 "
+                f"dims, at least one head): at most {reachable:.3f} of the units can go, keeping "
+                f"{smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
+            )
+    plan = plan_from_prefix(groups, sequence, length)
+    apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else ())
 
     after = {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
     return {
         "model": timm_name,
         "family": adapter.family,
         "metric": config.metric,
-        "ratio": ratio,
+        "ratio": plan.removed_fraction,
         "requested": {"ratio": config.ratio, "target_macs": config.target_macs, "target_params": config.target_params},
         "prune_heads": config.prune_heads,
         "round_to": config.round_to,
+        "normalization": config.normalization,
+        "max_share": config.max_share,
+        "compensated": config.compensate,
+        "floors": vars(config.floors()),
         "calibration_samples": sum(len(x) for x, _ in calib_batches),
         "macs": {"before": before["macs"], "after": after["macs"]},
         "params": {"before": before["params"], "after": after["params"]},
+        "units": {
+            "before": units_total,
+            "after": units_total - plan.units_removed_count,
+            "removed_fraction": plan.removed_fraction,
+        },
         "achieved": {
             "macs_kept": after["macs"] / before["macs"],
             "params_kept": after["params"] / before["params"],
+            "units_removed": plan.removed_fraction,
         },
         "blocks": [
             {"index": i, "before": b, "after": a}

@@ -213,7 +213,9 @@ def _print_prune_summary(run: Any) -> None:
 
     report = read_json(run.stage("pruned") / "prune_report.json")
     metrics = {s: read_json(run.stage(s) / "metrics.json") for s in ("baseline", "pruned", "finetuned")}
-    table = Table(title=f"run {run.name}: {report['model']}, {report['metric']}, ratio {report['ratio']}")
+    table = Table(
+        title=f"run {run.name}: {report['model']}, {report['metric']}, {report['ratio']:.3f} of the units removed"
+    )
     for column in ("stage", "MACs", "params", "source val acc", f"held-out {metrics['baseline']['held_out_domain']}"):
         table.add_column(column, justify="right" if column != "stage" else "left")
     for stage, m in metrics.items():

@@ -35,3 +35,27 @@ def test_resume_continues_where_it_stopped(tmp_path: Path) -> None:
     history = fine_tune(resumed, _loader(), None, TrainConfig(epochs=3, lr=1e-2), checkpoint, resume=True)
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[:2] == first
+
+
+def test_distillation_loss_mixes_labels_and_teacher() -> None:
+    from edgeprune.train import training_loss
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    plain = TrainConfig(epochs=1, label_smoothing=0.0)
+    assert torch.allclose(training_loss(logits, labels, plain, logits * 3), training_loss(logits, labels, plain))
+    half = TrainConfig(epochs=1, label_smoothing=0.0, distill_weight=0.5, distill_temperature=2.0)
+    same = training_loss(logits, labels, half, logits)  # KL to itself is 0: half the label loss remains
+    assert torch.allclose(same, 0.5 * training_loss(logits, labels, plain))
+    assert training_loss(logits, labels, half, -logits) > same
+
+
+def test_student_learns_the_teacher(tmp_path: Path) -> None:
+    teacher = _model()
+    fine_tune(teacher, _loader(), None, TrainConfig(epochs=6, lr=1e-2), tmp_path / "t.pt")
+    student = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    config = TrainConfig(epochs=6, lr=1e-2, distill_weight=1.0, distill_temperature=1.0)
+    history = fine_tune(student, _loader(), None, config, tmp_path / "s.pt", teacher=teacher)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    x = next(iter(_loader()))[0]
+    with torch.no_grad():
+        assert (student(x).argmax(1) == teacher(x).argmax(1)).float().mean() >= 0.75

@@ -14,7 +14,7 @@ from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.bench import BenchRequest, run_bench
 from edgeprune.pipeline.export import ExportRequest, run_export
 from edgeprune.pipeline.prune import resume_prune, run_prune
-from edgeprune.workspace import Workspace, read_json
+from edgeprune.workspace import Workspace, file_sha256, read_json
 from tests.conftest import tiny_request
 
 BENCH_KEYS = {
@@ -152,6 +152,10 @@ def test_tensorrt_target_without_tensorrt_writes_a_bundle(finished_run) -> None:
     }
     assert build["bundles"]["model"]["fp16_agreement_with_fp32"]["samples"] > 0
     assert "--fp16" in (bundle / "build.sh").read_text()
+    # The bundle traces back to the weights it was exported from.
+    manifest = read_json(bundle / "manifest.json")
+    assert manifest["model_sha256"] == run.manifest()["stages"]["finetuned"]["model_sha256"]
+    assert manifest["model_sha256"] == file_sha256(run.stage("finetuned") / "model.safetensors")
     with pytest.raises(EdgepruneError, match="deploy bundles not built yet"):
         run_bench(workspace, BenchRequest(target="trt-fp16"), run.name)
 

@@ -100,7 +100,7 @@ def build_target(
                 target=target.name,
                 profile=profile,
                 calibration=calibration if target.precision == "int8" else None,
-                model_sha256="",
+                model_sha256=model_sha256[name],
                 onnx_sha256=file_sha256(source),
             )
             if target.precision == "fp16" and check_images is not None:

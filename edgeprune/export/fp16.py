@@ -15,7 +15,6 @@ all of those reductions and normalisations in float32, including the decomposed 
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.workspace import atomic_path
 
 DEFAULT_KEEP_FP32_OPS: tuple[str, ...] = (
     "LayerNormalization",
@@ -94,13 +94,8 @@ def convert_fp16(
     except onnx.checker.ValidationError as exc:
         raise EdgepruneError(f"the float16 graph of {fp32_onnx.name} is not valid ONNX: {exc}") from None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         onnx.save(converted, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
     after = Counter(n.op_type for n in converted.graph.node)
     return {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +30,7 @@ import onnxruntime as ort
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.runners import OrtRunner
+from edgeprune.workspace import atomic_path
 
 DEFAULT_QUANTIZE_OPS: tuple[str, ...] = ("MatMul",)
 DEFAULT_KEEP_FLOAT_OPS: tuple[str, ...] = (
@@ -163,9 +163,7 @@ def quantize_static_int8(
             return {input_name: image}
 
     reader = Reader()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, _quiet(), atomic_path(out) as tmp:
         model_path, preprocessed = Path(work) / "preprocessed.onnx", True
         try:  # symbolic shape inference + constant folding: the quantizer's recommended first step
             quant_pre_process(str(fp32_onnx), str(model_path), skip_symbolic_shape=False)
@@ -200,15 +198,12 @@ def quantize_static_int8(
             if reader.count == 0:
                 raise EdgepruneError("no calibration images were given: INT8 calibration needs source-domain images")
             onnx.checker.check_model(str(tmp))
-            os.replace(tmp, out)
         except ValueError as exc:
             if reader.count == 0:
                 raise EdgepruneError(
                     "no calibration images were given: INT8 calibration needs source-domain images"
                 ) from None
             raise EdgepruneError(f"onnxruntime could not quantize {fp32_onnx.name}: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
     quantized = quantized_nodes(onnx.load(str(out)))
     kept = Counter(n.op_type for n in model.graph.node if n.op_type in keep_float_ops)
     return {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.targets import TARGETS
+from edgeprune.targets import TARGETS, targets_where
 
 try:
     import tomllib
@@ -29,7 +29,7 @@ REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 INSTALLED_PROFILES_DIR = Path(sys.prefix) / "share" / "edgeprune" / "profiles"
 
 TARGET_PRECISION: dict[str, str] = {t.name: t.precision for t in TARGETS.values()}
-TENSORRT_TARGETS = tuple(t.name for t in TARGETS.values() if t.backend == "tensorrt" or t.name == "ort-trt")
+TENSORRT_TARGETS = targets_where("uses_tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")

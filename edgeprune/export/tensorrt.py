@@ -30,6 +30,7 @@ from edgeprune.export.fp16 import convert_fp16, is_float16_model
 from edgeprune.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from edgeprune.export.quantize import is_qdq_model, quantize_static_int8
 from edgeprune.profiles import Profile, profile_to_toml, read_profile_file, version_tuple
+from edgeprune.targets import TARGETS, targets_where
 from edgeprune.workspace import (
     atomic_dir,
     atomic_write_bytes,
@@ -40,7 +41,7 @@ from edgeprune.workspace import (
     utc_now,
 )
 
-TRT_TARGETS: dict[str, str] = {"trt-fp32": "fp32", "trt-fp16": "fp16", "trt-int8": "int8"}
+TRT_TARGETS = targets_where("tensorrt_engine")
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
 MISSING_HINT = (
@@ -451,7 +452,7 @@ def write_bundle(
         raise EdgepruneError(f"a deploy bundle is for TensorRT targets ({', '.join(TRT_TARGETS)}), not '{target}'")
     if profile.tensorrt is None:
         raise EdgepruneError(f"profile '{profile.name}' has no [tensorrt] section: choose a TensorRT profile")
-    precision = TRT_TARGETS[target]
+    precision = TARGETS[target].precision
     actual = file_sha256(onnx_path)
     if actual != onnx_sha256:
         raise EdgepruneError(

@@ -12,13 +12,13 @@ from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.engines import make_runner
 from edgeprune.export.runners import OrtRunner
-from edgeprune.export.targets import Target, resolve_target
 from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, require_complete
 from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
+from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import (
     Run,
@@ -93,7 +93,7 @@ def run_bench(
 ) -> tuple[Run, dict[str, Any]]:
     reporter = reporter or Reporter()
     profile = load_profile(request.profile) if request.profile else None
-    target = resolve_target(request.target or (profile.default_target if profile else "ort-cpu"))
+    target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))
     batch_size = request.batch or (profile.batch.opt if profile else 1)
     threads = request.threads or (profile.backend.threads if profile else None)
     if batch_size < 1:
@@ -132,15 +132,15 @@ def run_bench(
     cache = run.stage("engines") / target.name / "provider-cache"
     runners = {name: make_runner(target, path, built_for, threads, cache) for name, path in engines.items()}
     # TensorRT engines take at most the profile's max batch; a fixed-shape (DLA) engine exactly that batch.
-    engine_batch = min(64, built_for.batch.max) if target.backend == "tensorrt" else 64
-    fixed = engine_batch if target.backend == "tensorrt" and built_for.batch.min == built_for.batch.max else None
+    engine_batch = min(64, built_for.batch.max) if target.fixed_batch_limits else 64
+    fixed = engine_batch if target.fixed_batch_limits and built_for.batch.min == built_for.batch.max else None
     engine_loader = eval_loader(pruned, samples, batch_size=engine_batch)
     for name, key in (("model", "engine"), ("baseline", "baseline_engine")):
         preds[key] = runner_predictions(runners[name].run, engine_loader, reporter, f"{target.name} {name}", fixed)
 
     latency_samples = [samples[i % len(samples)] for i in range(batch_size)]
     batch = next(iter(eval_loader(pruned, latency_samples, batch_size=batch_size)))[0].numpy()
-    if target.precision != "fp32" and target.name.startswith("ort-cpu"):
+    if target.compare_with_fp32_on_cpu:
         runners["fp32"] = OrtRunner(run.stage("export") / "model.onnx", threads=threads)
     latency = {}
     for name, runner in runners.items():

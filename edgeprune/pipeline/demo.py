@@ -9,6 +9,7 @@ from edgeprune.pipeline.bench import BenchRequest, run_bench
 from edgeprune.pipeline.export import ExportRequest, run_export
 from edgeprune.pipeline.prune import PruneRequest, run_prune
 from edgeprune.progress import Reporter
+from edgeprune.targets import DEFAULT_TARGET
 from edgeprune.workspace import Workspace
 
 
@@ -40,6 +41,6 @@ def run_demo(
     reporter = reporter or Reporter()
     request = request or demo_request()
     run = run_prune(request, workspace, run_name=run_name, reporter=reporter)
-    run_export(workspace, ExportRequest(target="ort-cpu"), run.name, reporter)
-    _, report = run_bench(workspace, BenchRequest(target="ort-cpu", domain="sketch"), run.name, reporter)
+    run_export(workspace, ExportRequest(target=DEFAULT_TARGET), run.name, reporter)
+    _, report = run_bench(workspace, BenchRequest(target=DEFAULT_TARGET, domain="sketch"), run.name, reporter)
     return report

@@ -14,13 +14,13 @@ from edgeprune.data.loaders import calibration_batches, data_config, eval_transf
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.engines import build_target
 from edgeprune.export.onnx_export import DEFAULT_OPSET, export_onnx, parity
-from edgeprune.export.targets import Target, resolve_target
 from edgeprune.export.tensorrt import tensorrt_version
 from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, eval_loader, require_complete
 from edgeprune.profiles import Profile, load_profile, profile_to_toml
 from edgeprune.progress import Reporter
+from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
 from edgeprune.workspace import (
     Run,
     Workspace,
@@ -113,7 +113,7 @@ def _checked(run: Run, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_profile(target: Target) -> Profile:
-    if target.backend == "tensorrt" or target.name in ("ort-cuda", "ort-trt"):
+    if target.needs_gpu:
         return load_profile("server-gpu")
     return load_profile("cpu-arm64" if platform.machine().lower() in ("aarch64", "arm64") else "cpu-x86")
 
@@ -123,9 +123,9 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
     export_record = read_json(run.stage("export") / "export.json")
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
     # fp32 targets need no images; int8 needs source images to calibrate, int8 and fp16 held-out ones to check.
-    model = load_model(run.stage("finetuned")) if target.precision != "fp32" else None
+    model = load_model(run.stage("finetuned")) if target.reduced_precision else None
     calibration = None
-    if target.precision == "int8":  # source-domain images only: the held-out domain stays unseen
+    if target.needs_calibration:  # source-domain images only: the held-out domain stays unseen
         transform = eval_transform(data_config(model))
         batches = calibration_batches(data.split.train, transform, CALIBRATION_BATCHES, 32, seed=0)
         calibration = torch.cat([x for x, _ in batches]).numpy()
@@ -170,7 +170,7 @@ def run_export(
 ) -> tuple[Run, dict[str, Any], dict[str, Any]]:
     reporter = reporter or Reporter()
     profile = load_profile(request.profile) if request.profile else None
-    target = resolve_target(request.target or (profile.default_target if profile else "ort-cpu"))
+    target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))
     profile = profile or default_profile(target)
     run = workspace.get_run(run_name)
     require_complete(run)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from edgeprune.backends.base import Runner
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.ort_engine import optimise_for_cpu
 from edgeprune.export.quantize import agreement, quantize_static_int8
@@ -153,7 +154,7 @@ def build_target(
     return {"engines": engines, **extra}
 
 
-def _ort_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Any:
+def _ort_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Runner:
     if target.provider is None:
         return OrtRunner(engine, threads=threads)
     runner = OrtRunner(engine, threads=threads, providers=ort_providers(target, profile, cache_dir))
@@ -165,15 +166,15 @@ def _ort_runner(target: Target, engine: Path, profile: Profile, threads: int | N
     return runner
 
 
-def _trt_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Any:
+def _trt_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Runner:
     return TrtRunner(engine)
 
 
-RUNNERS: dict[str, Callable[[Target, Path, Profile, int | None, Path], Any]] = {
+RUNNERS: dict[str, Callable[[Target, Path, Profile, int | None, Path], Runner]] = {
     "ort": _ort_runner,
     "tensorrt": _trt_runner,
 }
 
 
-def make_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Any:
+def make_runner(target: Target, engine: Path, profile: Profile, threads: int | None, cache_dir: Path) -> Runner:
     return RUNNERS[target.runner](target, engine, profile, threads, cache_dir)

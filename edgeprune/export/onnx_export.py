@@ -42,13 +42,13 @@ def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Non
 @torch.no_grad()
 def parity(onnx_path: Path, model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> dict[str, Any]:
     """Max |torch - onnxruntime| over the logits and their top-1 agreement, on real images."""
-    runner = OrtRunner(onnx_path)
     model = model.cpu().eval()
     max_abs, agree = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        expected = model(x).numpy()
-        got = runner.run(x.numpy())
-        max_abs = max(max_abs, float(np.abs(expected - got).max()))
-        agree += int((expected.argmax(1) == got.argmax(1)).sum())
+    with OrtRunner(onnx_path) as runner:
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            expected = model(x).numpy()
+            got = runner.infer(x.numpy())
+            max_abs = max(max_abs, float(np.abs(expected - got).max()))
+            agree += int((expected.argmax(1) == got.argmax(1)).sum())
     return {"samples": int(len(images)), "max_abs_diff": max_abs, "top1_agreement": agree / max(len(images), 1)}

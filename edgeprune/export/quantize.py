@@ -234,17 +234,19 @@ def agreement(
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
         raise EdgepruneError(f"agreement needs a non-empty (N, C, H, W) array of images, got shape {images.shape}")
-    reference = OrtRunner(reference_onnx, threads=threads)
-    candidate = OrtRunner(candidate_onnx, threads=threads)
     agree, max_abs, total_abs = 0, 0.0, 0.0
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        expected = reference.run(x).astype(np.float32)
-        got = candidate.run(x).astype(np.float32)
-        diff = np.abs(expected - got)
-        max_abs = max(max_abs, float(diff.max()))
-        total_abs += float(diff.sum())
-        agree += int((expected.argmax(1) == got.argmax(1)).sum())
+    with (
+        OrtRunner(reference_onnx, threads=threads) as reference,
+        OrtRunner(candidate_onnx, threads=threads) as candidate,
+    ):
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            expected = reference.infer(x).astype(np.float32)
+            got = candidate.infer(x).astype(np.float32)
+            diff = np.abs(expected - got)
+            max_abs = max(max_abs, float(diff.max()))
+            total_abs += float(diff.sum())
+            agree += int((expected.argmax(1) == got.argmax(1)).sum())
     n = len(images)
     return {
         "samples": n,

@@ -1,4 +1,4 @@
-"""Runners: one small interface (`run(batch) -> logits`) over every backend that can execute an exported model."""
+"""The onnxruntime runner (see `backends.base.Runner`) and the session options every onnxruntime user shares."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from edgeprune.backends.base import Runner
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -29,16 +31,30 @@ def session_options(
     return options
 
 
-class OrtRunner:
-    """onnxruntime, on the CPU execution provider unless other providers are given."""
+class OrtRunner(Runner):
+    """onnxruntime, on the CPU execution provider unless other providers are given; active once made."""
+
+    name = "onnxruntime"
 
     def __init__(
         self, path: Path, threads: int | None = None, optimization: str = "all", providers: list | None = None
     ):
-        self.session = ort.InferenceSession(
-            str(path), session_options(threads, optimization), providers=providers or ["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
+        super().__init__()
+        self.path, self.threads, self.optimization = path, threads, optimization
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.activate()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+    def _activate(self) -> None:
+        self.session = ort.InferenceSession(
+            str(self.path), session_options(self.threads, self.optimization), providers=self.providers
+        )
+        declared = self.session.get_inputs()[0]
+        self.input_name = declared.name
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in declared.shape)
+        self.output_name = self.session.get_outputs()[0].name
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def _close(self) -> None:
+        del self.session

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgeprune.backends.base import Runner
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.fp16 import convert_fp16, is_float16_model
 from edgeprune.export.onnx_export import INPUT_NAME, OUTPUT_NAME
@@ -292,32 +293,40 @@ def build_engine(
     }
 
 
-class TrtRunner:
-    """A TensorRT engine behind the runners' interface: `run(batch) -> logits`, with torch CUDA buffers."""
+class TrtRunner(Runner):
+    """A TensorRT engine behind the runner interface, with torch CUDA buffers; active once made."""
+
+    name = "tensorrt"
 
     def __init__(self, engine_path: Path, device: int = 0):
+        super().__init__()
+        self.engine_path, self.device_index = Path(engine_path), device
+        self.activate()
+
+    def _activate(self) -> None:
         trt = require_tensorrt()
         import torch
 
         if not torch.cuda.is_available():
             raise EdgepruneError("TrtRunner needs a CUDA device visible to torch (torch.cuda.is_available() is False)")
         self.torch, self.trt = torch, trt
-        self.device = torch.device("cuda", device)
+        self.device = torch.device("cuda", self.device_index)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
             raise EdgepruneError(
-                f"TensorRT {trt.__version__} cannot load {engine_path}: engines only run on the TensorRT version and "
-                "GPU they were built with; rebuild it here"
+                f"TensorRT {trt.__version__} cannot load {self.engine_path}: engines only run on the TensorRT version "
+                "and GPU they were built with; rebuild it here"
             )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-        if len(self.inputs) != 1:
-            raise EdgepruneError(f"{engine_path} has inputs {self.inputs}: expected one image input")
-        self.input_name = self.inputs[0]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1:
+            raise EdgepruneError(f"{self.engine_path} has inputs {inputs}: expected one image input")
+        self.input_name = inputs[0]
+        self.input_shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(self.input_name))
         self.output_name = OUTPUT_NAME if OUTPUT_NAME in self.outputs else self.outputs[0]
         self.stream = torch.cuda.Stream(device=self.device)
 
@@ -325,10 +334,10 @@ class TrtRunner:
         numpy_type = self.trt.nptype(self.engine.get_tensor_dtype(name))
         return self.torch.from_numpy(np.zeros(0, dtype=numpy_type)).dtype
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self._dtype(self.input_name))
+            x = torch.from_numpy(batch).to(self.device, self._dtype(self.input_name))
             if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
                 raise EdgepruneError(
                     f"batch shape {tuple(x.shape)} is outside the engine's optimisation profile "
@@ -344,6 +353,10 @@ class TrtRunner:
                 raise EdgepruneError("TensorRT failed to run the engine (see the TensorRT log above)")
             self.stream.synchronize()
             return outputs[self.output_name].float().cpu().numpy()
+
+    def _close(self) -> None:
+        """Release the execution context, engine and runtime (in that order) and the CUDA stream."""
+        del self.context, self.engine, self.runtime, self.stream
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,22 +131,29 @@ def run_bench(
         ),
     }
     cache = run.stage("engines") / target.name / "provider-cache"
-    runners = {name: make_runner(target, path, built_for, threads, cache) for name, path in engines.items()}
     # TensorRT engines take at most the profile's max batch; a fixed-shape (DLA) engine exactly that batch.
     engine_batch = min(64, built_for.batch.max) if target.fixed_batch_limits else 64
     fixed = engine_batch if target.fixed_batch_limits and built_for.batch.min == built_for.batch.max else None
     engine_loader = eval_loader(pruned, samples, batch_size=engine_batch)
-    for name, key in (("model", "engine"), ("baseline", "baseline_engine")):
-        preds[key] = runner_predictions(runners[name].run, engine_loader, reporter, f"{target.name} {name}", fixed)
-
     latency_samples = [samples[i % len(samples)] for i in range(batch_size)]
     batch = next(iter(eval_loader(pruned, latency_samples, batch_size=batch_size)))[0].numpy()
-    if target.compare_with_fp32_on_cpu:
-        runners["fp32"] = OrtRunner(run.stage("export") / "model.onnx", threads=threads)
     latency = {}
-    for name, runner in runners.items():
-        with reporter.task(f"latency {name}", None):
-            latency[name] = measure_latency(runner.run, batch, warmup=request.warmup, iterations=request.iterations)
+    with contextlib.ExitStack() as stack:  # every runner is closed, whatever happens
+        runners = {
+            name: stack.enter_context(make_runner(target, path, built_for, threads, cache))
+            for name, path in engines.items()
+        }
+        for name, key in (("model", "engine"), ("baseline", "baseline_engine")):
+            preds[key] = runner_predictions(
+                runners[name].infer, engine_loader, reporter, f"{target.name} {name}", fixed
+            )
+        if target.compare_with_fp32_on_cpu:
+            runners["fp32"] = stack.enter_context(OrtRunner(run.stage("export") / "model.onnx", threads=threads))
+        for name, runner in runners.items():
+            with reporter.task(f"latency {name}", None):
+                latency[name] = measure_latency(
+                    runner.infer, batch, warmup=request.warmup, iterations=request.iterations
+                )
 
     seen = domain in data.split.sources
     report: dict[str, Any] = {

@@ -6,11 +6,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from edgeprune.export.compare import compare_logits
 from edgeprune.export.runners import OrtRunner
 from edgeprune.prune.counting import input_size
 from edgeprune.workspace import atomic_path
@@ -43,12 +43,7 @@ def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Non
 def parity(onnx_path: Path, model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> dict[str, Any]:
     """Max |torch - onnxruntime| over the logits and their top-1 agreement, on real images."""
     model = model.cpu().eval()
-    max_abs, agree = 0.0, 0
     with OrtRunner(onnx_path) as runner:
-        for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size]
-            expected = model(x).numpy()
-            got = runner.infer(x.numpy())
-            max_abs = max(max_abs, float(np.abs(expected - got).max()))
-            agree += int((expected.argmax(1) == got.argmax(1)).sum())
-    return {"samples": int(len(images)), "max_abs_diff": max_abs, "top1_agreement": agree / max(len(images), 1)}
+        batches = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+        comparison = compare_logits((model(x).numpy(), runner.infer(x.numpy())) for x in batches)
+    return {k: comparison.to_json()[k] for k in ("samples", "max_abs_diff", "top1_agreement")}

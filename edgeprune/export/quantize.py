@@ -29,6 +29,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.compare import compare_logits
 from edgeprune.export.runners import OrtRunner
 from edgeprune.workspace import atomic_path
 
@@ -234,23 +235,9 @@ def agreement(
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
         raise EdgepruneError(f"agreement needs a non-empty (N, C, H, W) array of images, got shape {images.shape}")
-    agree, max_abs, total_abs = 0, 0.0, 0.0
     with (
         OrtRunner(reference_onnx, threads=threads) as reference,
         OrtRunner(candidate_onnx, threads=threads) as candidate,
     ):
-        for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size]
-            expected = reference.infer(x).astype(np.float32)
-            got = candidate.infer(x).astype(np.float32)
-            diff = np.abs(expected - got)
-            max_abs = max(max_abs, float(diff.max()))
-            total_abs += float(diff.sum())
-            agree += int((expected.argmax(1) == got.argmax(1)).sum())
-    n = len(images)
-    return {
-        "samples": n,
-        "top1_agreement": agree / n,
-        "max_abs_diff": max_abs,
-        "mean_abs_diff": total_abs / (n * expected.shape[1]),
-    }
+        batches = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+        return compare_logits((reference.infer(x), candidate.infer(x)) for x in batches).to_json()

@@ -11,6 +11,7 @@ from edgeprune.bench.accuracy import runner_predictions
 from edgeprune.bench.latency import measure_latency
 from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.compare import TOLERANCES, top1_agreement
 from edgeprune.export.engines import make_runner
 from edgeprune.export.runners import OrtRunner
 from edgeprune.hardware import describe_device
@@ -31,7 +32,6 @@ from edgeprune.workspace import (
     utc_now,
 )
 
-MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
 PERCENTILES = ("p50", "p90", "p99", "mean")
 
 
@@ -52,7 +52,9 @@ class BenchRequest:
 
     def gate(self, target: Target, profile: Profile | None) -> BenchGate:
         return BenchGate(
-            min_agreement=self.min_agreement if self.min_agreement is not None else MIN_AGREEMENT[target.precision],
+            min_agreement=self.min_agreement
+            if self.min_agreement is not None
+            else TOLERANCES[target.precision].min_top1_agreement,
             max_engine_drop=self.max_engine_drop,
             max_baseline_drop=self.max_drop
             if self.max_drop is not None or profile is None
@@ -167,8 +169,8 @@ def run_bench(
         "batch": batch_size,
         "threads": threads,
         "accuracy": {k: accuracy(v, labels) for k, v in preds.items()},
-        "agreement": float((preds["engine"] == preds["pruned_torch"]).mean()),
-        "baseline_agreement": float((preds["baseline_engine"] == preds["baseline"]).mean()),
+        "agreement": top1_agreement(preds["pruned_torch"], preds["engine"]),
+        "baseline_agreement": top1_agreement(preds["baseline"], preds["baseline_engine"]),
         "latency_ms": {k: latency["model"][k] for k in PERCENTILES},
         "baseline_latency_ms": {k: latency["baseline"][k] for k in PERCENTILES},
         "iterations": request.iterations,

@@ -12,6 +12,7 @@ import torch
 
 from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.compare import TOLERANCES, Comparison
 from edgeprune.export.engines import build_target
 from edgeprune.export.onnx_export import DEFAULT_OPSET, export_onnx, parity
 from edgeprune.export.tensorrt import tensorrt_version
@@ -33,9 +34,8 @@ from edgeprune.workspace import (
 )
 
 # Exported models are pure fp32 graphs: torch and onnxruntime logits differ by float rounding only.
-MAX_ABS_DIFF = 1e-3
-PARITY_MIN_AGREEMENT = 0.99
 EXPORTED = {"model": "finetuned", "baseline": "baseline"}
+PARITY = TOLERANCES["parity"]
 CALIBRATION_BATCHES = 4  # x 32 source-domain images for INT8
 
 
@@ -70,7 +70,7 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
         reporter.info("export: ONNX files are up to date with the run's models (use --force to redo)")
         return _checked(run, read_json(run.stage("export") / "parity.json"))
     report: dict[str, Any] = {
-        "tolerance": {"max_abs_diff": MAX_ABS_DIFF, "top1_agreement": PARITY_MIN_AGREEMENT},
+        "tolerance": {"max_abs_diff": PARITY.max_abs_diff, "top1_agreement": PARITY.min_top1_agreement},
         "domain": data.split.target,
     }
     sources = {}
@@ -86,10 +86,7 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
                 f"export: {name}.onnx max |diff| {report[name]['max_abs_diff']:.2e}, "
                 f"top-1 agreement {report[name]['top1_agreement']:.4f} on {report[name]['samples']} images"
             )
-        report["passed"] = all(
-            report[n]["max_abs_diff"] <= MAX_ABS_DIFF and report[n]["top1_agreement"] >= PARITY_MIN_AGREEMENT
-            for n in EXPORTED
-        )
+        report["passed"] = not any(Comparison(**report[n]).failures(PARITY) for n in EXPORTED)
         atomic_write_json(folder / "parity.json", report)
         atomic_write_json(
             folder / "export.json",
@@ -106,7 +103,8 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
 def _checked(run: Run, report: dict[str, Any]) -> dict[str, Any]:
     if not report["passed"]:
         raise EdgepruneError(
-            f"ONNX parity beyond tolerance (max |diff| <= {MAX_ABS_DIFF}, agreement >= {PARITY_MIN_AGREEMENT}): "
+            f"ONNX parity beyond tolerance (max |diff| <= {PARITY.max_abs_diff}, agreement >= "
+            f"{PARITY.min_top1_agreement}): "
             f"see {run.stage('export') / 'parity.json'}"
         )
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeprune.config import METRICS, NORMALIZATIONS
 from edgeprune.errors import EdgepruneError
+from edgeprune.targets import TARGETS
 
 app = typer.Typer(
     help="Prune vision transformers with grouped structural global pruning, export them to ONNX engines, and "
@@ -32,14 +35,19 @@ EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Choices that --help lists and the shell completes, declared where the library declares them.
+Metric = enum.Enum("Metric", {m: m for m in METRICS}, type=str)
+Normalization = enum.Enum("Normalization", {n: n for n in NORMALIZATIONS}, type=str)
+TargetName = enum.Enum("TargetName", {t.replace("-", "_"): t for t in TARGETS}, type=str)
+
 WorkspaceOpt = Annotated[
     Path | None,
-    typer.Option("--workspace", "-w", help="Folder of runs [default: $EDGEPRUNE_WORKSPACE or ./edgeprune-runs]."),
+    typer.Option("--workspace", "-w", help="Folder of runs \\[default: $EDGEPRUNE_WORKSPACE or ./edgeprune-runs]."),
 ]
 DataOpt = Annotated[
     Path | None, typer.Option(help="The run's data set, if it now lives elsewhere than when the run was made.")
 ]
-RunOpt = Annotated[str | None, typer.Option("--run", help="Run name [default: the latest run].")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Run name \\[default: the latest run].")]
 
 
 def user_errors(func: F) -> F:
@@ -83,9 +91,9 @@ def prune(
     ratio: Annotated[
         float, typer.Option(help="Fraction of all prunable channels and head dims to remove, in (0, 1).")
     ] = 0.5,
-    metric: Annotated[str, typer.Option(help="Importance: l1, l2, taylor, hessian, random.")] = "hessian",
+    metric: Annotated[Metric, typer.Option(help="Importance metric.")] = Metric.hessian,
     data: Annotated[
-        Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> [default: the built-in data set].")
+        Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> \\[default: the built-in data set].")
     ] = None,
     target_domain: Annotated[str, typer.Option(help="Domain held out of training and pruning.")] = "sketch",
     checkpoint: Annotated[Path | None, typer.Option(help="Weights: .safetensors or .pth state dict.")] = None,
@@ -104,12 +112,12 @@ def prune(
         float | None, typer.Option(help="Keep this fraction of the parameters instead of using --ratio.")
     ] = None,
     normalization: Annotated[
-        str,
+        Normalization,
         typer.Option(
             help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
             "per multiply-accumulate removed)."
         ),
-    ] = "mean",
+    ] = Normalization.mean,
     max_share: Annotated[
         float | None,
         typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),
@@ -128,7 +136,7 @@ def prune(
         bool | None,
         typer.Option(
             "--distill/--no-distill",
-            help="Fine-tune against the baseline's soft outputs too [default: on when the baseline was fine-tuned].",
+            help="Fine-tune against the baseline's soft outputs too \\[default: on when the baseline was fine-tuned].",
         ),
     ] = None,
     distill_weight: Annotated[float, typer.Option(help="Share of the distillation term in the loss.")] = 0.5,
@@ -139,7 +147,7 @@ def prune(
     batch_size: Annotated[int, typer.Option(help="Training and calibration batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")] = 1e-4,
     baseline_lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate of the baseline [default: --lr].")
+        float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")
     ] = None,
     max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap training steps per epoch.")] = None,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
@@ -175,7 +183,7 @@ def prune(
         request = PruneRequest(
             model=model,
             ratio=ratio,
-            metric=metric,
+            metric=metric.value,
             data=data,
             target_domain=target_domain,
             checkpoint=checkpoint,
@@ -194,7 +202,7 @@ def prune(
             max_steps_per_epoch=max_steps_per_epoch,
             workers=workers,
             seed=seed,
-            normalization=normalization,
+            normalization=normalization.value,
             max_share=max_share,
             compensate=compensate,
             allow_narrow=allow_narrow,
@@ -243,17 +251,14 @@ def _print_prune_summary(run: Any) -> None:
 @user_errors
 def export(
     target: Annotated[
-        str | None,
-        typer.Option(
-            help="onnx, ort-cpu, ort-cpu-int8, ort-cuda, ort-trt, trt-fp32, trt-fp16, trt-int8 "
-            "[default: the profile's, else ort-cpu]."
-        ),
+        TargetName | None,
+        typer.Option(help="What to build \\[default: the profile's, else ort-cpu]."),
     ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
             help="Hardware profile: a name from `edgeprune profiles` or a TOML file "
-            "[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 otherwise]."
+            "\\[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 otherwise]."
         ),
     ] = None,
     run: RunOpt = None,
@@ -279,7 +284,12 @@ def export(
     from edgeprune.pipeline.export import ExportRequest, run_export
 
     request = ExportRequest(
-        target=target, profile=profile, parity_images=parity_images, opset=opset, force=force, data=data
+        target=target.value if target else None,
+        profile=profile,
+        parity_images=parity_images,
+        opset=opset,
+        force=force,
+        data=data,
     )
     result, parity, build = run_export(_workspace(workspace), request, run, _reporter())
     table = Table(title=f"run {result.name}: export for {build['target']} ({build['profile']})")
@@ -361,20 +371,23 @@ def profiles(
 @user_errors
 def bench(
     domain: Annotated[
-        str | None, typer.Option(help="Domain to measure accuracy on [default: the run's held-out domain].")
+        str | None, typer.Option(help="Domain to measure accuracy on \\[default: the run's held-out domain].")
     ] = None,
     target: Annotated[
-        str | None,
-        typer.Option(help="Engine to benchmark (built by `edgeprune export`) [default: the profile's, else ort-cpu]."),
+        TargetName | None,
+        typer.Option(
+            help="Engine to benchmark (built by `edgeprune export`) \\[default: the profile's, else ort-cpu]."
+        ),
     ] = None,
     profile: Annotated[
         str | None, typer.Option(help="Hardware profile whose batch, threads and gate apply (name or TOML file).")
     ] = None,
     batch: Annotated[
-        int | None, typer.Option(help="Batch size of the latency measurement [default: profile's opt, else 1].", min=1)
+        int | None,
+        typer.Option(help="Batch size of the latency measurement \\[default: profile's opt, else 1].", min=1),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Intra-op threads [default: profile's, else all cores].", min=1)
+        int | None, typer.Option(help="Intra-op threads \\[default: profile's, else all cores].", min=1)
     ] = None,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.", min=0)] = 10,
     iterations: Annotated[int, typer.Option(help="Timed runs.", min=1)] = 50,
@@ -383,12 +396,12 @@ def bench(
     ] = None,
     min_agreement: Annotated[
         float | None,
-        typer.Option(help="Gate: engine/torch top-1 agreement [default: fp32 0.99, fp16 0.98, int8 0.97]."),
+        typer.Option(help="Gate: engine/torch top-1 agreement \\[default: fp32 0.99, fp16 0.98, int8 0.97]."),
     ] = None,
     max_engine_drop: Annotated[float, typer.Option(help="Gate: engine accuracy below torch's.")] = 0.01,
     max_drop: Annotated[
         float | None,
-        typer.Option(help="Gate: engine accuracy below the unpruned baseline's [default: the profile's, else none]."),
+        typer.Option(help="Gate: engine accuracy below the unpruned baseline's \\[default: the profile's, else none]."),
     ] = None,
     run: RunOpt = None,
     data: DataOpt = None,
@@ -408,7 +421,7 @@ def bench(
     from edgeprune.pipeline.bench import BenchRequest, run_bench
 
     request = BenchRequest(
-        target=target,
+        target=target.value if target else None,
         domain=domain,
         batch=batch,
         threads=threads,
@@ -474,7 +487,7 @@ def demo(
 @user_errors
 def data_generate(
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Where to write it [default: the cache folder].")
+        Path | None, typer.Option("--out", help="Where to write it \\[default: the cache folder].")
     ] = None,
     images_per_class: Annotated[int, typer.Option(help="Images per class and domain.", min=1)] = 80,
     size: Annotated[int, typer.Option(help="Image side in pixels.", min=16)] = 64,

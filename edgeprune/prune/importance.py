@@ -15,10 +15,10 @@ import torch_pruning as tp
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from edgeprune.config import METRICS
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import unfused_attention
 
-METRICS = ("l1", "l2", "taylor", "hessian", "random")
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 # Per-sample gradients of all parameters are held for one chunk at a time: about 1 GiB of float32.

@@ -17,6 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from edgeprune.config import NORMALIZATIONS
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
@@ -24,7 +25,6 @@ from edgeprune.prune.compensate import Cuts, measure_compensation
 from edgeprune.prune.counting import count_macs, count_params, input_size
 from edgeprune.prune.importance import METRICS, Batch, build_importance
 from edgeprune.prune.selection import (
-    NORMALIZATIONS,
     Floors,
     Move,
     Plan,

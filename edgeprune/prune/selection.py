@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-NORMALIZATIONS = ("none", "mean", "max", "cost")
 _EPS = 1e-12
 
 

@@ -115,9 +115,9 @@ def prune(
         Normalization,
         typer.Option(
             help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
-            "per multiply-accumulate removed)."
+            "per multiply-accumulate removed); auto = none for hessian and taylor, mean for the others."
         ),
-    ] = Normalization.mean,
+    ] = Normalization.auto,
     max_share: Annotated[
         float | None,
         typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),

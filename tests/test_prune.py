@@ -100,7 +100,7 @@ def test_larger_ratio_gives_a_smaller_model(family: str) -> None:
 
 
 def test_beit_attention_and_embedding_really_shrink() -> None:
-    model, _ = _pruned(FAMILIES["beit"], metric="taylor", ratio=0.5, prune_heads=True)
+    model, _ = _pruned(FAMILIES["beit"], metric="taylor", ratio=0.5, prune_heads=True, normalization="mean")
     block = model.blocks[0]
     assert block.attn.qkv.in_features < 48 and block.attn.qkv.out_features < 3 * 48
     assert block.attn.proj.out_features < 48 and block.mlp.fc1.out_features < 4 * 48
@@ -123,7 +123,8 @@ def test_every_metric_on_the_micro_models(metric: str) -> None:
         spec = resolve_model(alias)
         model = _model(spec)
         batches = [(torch.randn(4, 3, 64, 64), torch.arange(4))]
-        report = prune_model(model, spec.timm_name, PruneConfig(metric=metric, ratio=0.5), batches)
+        config = PruneConfig(metric=metric, ratio=0.5, normalization="mean")  # every group shrinks
+        report = prune_model(model, spec.timm_name, config, batches)
         _assert_consistent(model, 64)
         assert report["macs"]["after"] < 0.6 * report["macs"]["before"]
         assert report["params"]["after"] == count_params(model)
@@ -257,7 +258,7 @@ def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
         assert model(torch.randn(8, 3, 32, 32)).std(0).max() > 0  # the output still depends on the input
 
 
-@pytest.mark.parametrize("normalization", ["none", "mean", "max", "cost"])
+@pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost"])
 def test_every_normalization_prunes_to_the_ratio(normalization: str) -> None:
     model, report = _pruned(FAMILIES["deit"], metric="hessian", ratio=0.5, normalization=normalization)
     assert abs(report["units"]["removed_fraction"] - 0.5) <= 0.02

@@ -71,7 +71,7 @@ class PruneRequest:
     val_fraction: float = 0.1
     workers: int = 0
     seed: int = 0
-    normalization: str = "mean"
+    normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = True
     allow_narrow: bool = False

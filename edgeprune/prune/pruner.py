@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgeprune.config import NORMALIZATIONS
+from edgeprune.config import NORMALIZATIONS, resolve_normalization
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
@@ -47,7 +47,7 @@ class PruneConfig:
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None
-    normalization: str = "mean"
+    normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = False
     allow_narrow: bool = False
@@ -278,7 +278,7 @@ def prune_model(
     model.zero_grad(set_to_none=True)
     sequence = removal_sequence(
         groups,
-        normalization=config.normalization,
+        normalization=resolve_normalization(config.normalization, config.metric),
         round_to=config.round_to,
         prune_heads=config.prune_heads,
         max_share=config.max_share,
@@ -329,7 +329,7 @@ def prune_model(
         "requested": {"ratio": config.ratio, "target_macs": config.target_macs, "target_params": config.target_params},
         "prune_heads": config.prune_heads,
         "round_to": config.round_to,
-        "normalization": config.normalization,
+        "normalization": resolve_normalization(config.normalization, config.metric),
         "max_share": config.max_share,
         "compensated": config.compensate,
         "floors": vars(config.floors()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from edgeprune.pipeline.context import (
     resolve_data_root,
     versions,
 )
+from edgeprune.pipeline.recovery import merge_step_reports, step_config, teacher_model
 from edgeprune.progress import Reporter
 from edgeprune.prune.adapters import adapter_for
 from edgeprune.prune.pruner import PruneConfig, prune_model
@@ -323,55 +324,6 @@ def _amount(request: PruneRequest) -> str:
     return f"ratio {value:g}" if kind == "r" else f"keeping {value:g} of the {_KEPT_NAMES[kind]}"
 
 
-def _teacher(run: Run, request: PruneRequest, workspace: Workspace) -> nn.Module | None:
-    """The baseline as distillation teacher: on by default when it was fine-tuned on the source domains."""
-    if request.distill is False:
-        return None
-    if request.distill is None:
-        epochs = request.baseline_epochs
-        if request.baseline_run:
-            epochs = workspace.get_run(request.baseline_run).manifest()["request"].get("baseline_epochs", 0)
-        if not epochs:
-            return None
-    return load_model(run.stage("baseline"))
-
-
-def _step_config(request: PruneRequest, step: int, steps: int, kept: dict[str, float]) -> PruneConfig:
-    """Step `step` of `steps`: the same final amount, reached geometrically; `kept` is what is left so far."""
-    config = request.prune_config()
-    if steps == 1:
-        return config
-    if request.target_macs is not None:
-        return replace(config, target_macs=min(0.999, request.target_macs ** (step / steps) / kept["macs"]))
-    if request.target_params is not None:
-        return replace(config, target_params=min(0.999, request.target_params ** (step / steps) / kept["params"]))
-    return replace(config, ratio=1 - (1 - request.ratio) ** (1 / steps))
-
-
-def _merge_step_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    first, last = reports[0], reports[-1]
-    units = {"before": first["units"]["before"], "after": last["units"]["after"]}
-    units["removed_fraction"] = 1 - units["after"] / units["before"]
-    return {
-        **last,
-        "ratio": units["removed_fraction"],
-        "requested": first["requested"],
-        "macs": {"before": first["macs"]["before"], "after": last["macs"]["after"]},
-        "params": {"before": first["params"]["before"], "after": last["params"]["after"]},
-        "units": units,
-        "achieved": {
-            "macs_kept": last["macs"]["after"] / first["macs"]["before"],
-            "params_kept": last["params"]["after"] / first["params"]["before"],
-            "units_removed": units["removed_fraction"],
-        },
-        "blocks": [
-            {"index": b0["index"], "before": b0["before"], "after": b1["after"]}
-            for b0, b1 in zip(first["blocks"], last["blocks"], strict=True)
-        ],
-        "steps": [{k: r[k] for k in ("macs", "params", "units", "achieved")} for r in reports],
-    }
-
-
 def _pruned_stage(
     run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, workspace: Workspace, reporter: Reporter
 ) -> None:
@@ -390,11 +342,11 @@ def _pruned_stage(
         + (f" in {request.steps} steps" if request.steps > 1 else "")
         + f", {sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
     )
-    teacher = _teacher(run, request, workspace) if request.steps > 1 else None
+    teacher = teacher_model(run, request, workspace) if request.steps > 1 else None
     reports: list[dict[str, Any]] = []
     kept = {"macs": 1.0, "params": 1.0}
     for step in range(1, request.steps + 1):
-        report = prune_model(model, spec.timm_name, _step_config(request, step, request.steps, kept), batches)
+        report = prune_model(model, spec.timm_name, step_config(request, step, request.steps, kept), batches)
         reports.append(report)
         kept = {k: kept[k] * report["achieved"][f"{k}_kept"] for k in kept}
         if step < request.steps and request.recovery_steps:
@@ -412,7 +364,7 @@ def _pruned_stage(
                 teacher=teacher,
                 max_steps=request.recovery_steps,
             )
-    report = reports[0] if len(reports) == 1 else _merge_step_reports(reports)
+    report = reports[0] if len(reports) == 1 else merge_step_reports(reports)
     description = load_description(run.stage("baseline"))
     with atomic_dir(run.stage("pruned")) as folder:
         save_model(model, folder, description["timm_name"], description["create_kwargs"])
@@ -432,7 +384,7 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, workspace: 
         return
     model = load_model(run.stage("pruned"))
     description = load_description(run.stage("pruned"))
-    teacher = _teacher(run, request, workspace)
+    teacher = teacher_model(run, request, workspace)
     distillation = (
         {"teacher": "baseline", "weight": request.distill_weight, "temperature": request.distill_temperature}
         if teacher is not None

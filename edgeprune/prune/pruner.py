@@ -264,13 +264,54 @@ def _search_prefix(
     return best[0]
 
 
+@dataclass
+class _Candidates:
+    """A model in the adapter's prepared form with its groups and ranked removals, before any is applied."""
+
+    model: nn.Module
+    adapter: FamilyAdapter
+    groups: Sequence[PrunableGroup]
+    sequence: Sequence[Move]
+
+    def measure(self, length: int, measure: Callable[[nn.Module], int]) -> int:
+        return _measure_prefix(self.model, self.adapter, self.groups, self.sequence, length, measure)
+
+
+def _prefix_for_amount(candidates: _Candidates, config: PruneConfig, before: dict[str, Any]) -> int:
+    """How many of the ranked removals the requested amount (ratio, MACs or params target) takes."""
+    c = candidates
+    for target, measure, what, key in (
+        (config.target_macs, count_macs, "MACs", "macs"),
+        (config.target_params, count_params, "parameters", "params"),
+    ):
+        if target is not None:
+            goal = int(target * before[key])
+            return _search_prefix(c.model, c.adapter, c.groups, c.sequence, measure, goal, what, before[key])
+    units_total = sum(g.size for g in c.groups)
+    length = prefix_for_ratio(c.sequence, units_total, config.ratio)
+    reachable = sum(m.units for m in c.sequence) / units_total
+    if length == len(c.sequence) and config.ratio - reachable > _RATIO_TOLERANCE:
+        smallest = c.measure(len(c.sequence), count_macs)
+        raise EdgepruneError(
+            f"--ratio {config.ratio:g} removes more than the floors allow (embedding >= 8 channels, heads >= 4 "
+            f"dims, at least one head): at most {reachable:.3f} of the units can go, keeping "
+            f"{smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
+        )
+    return length
+
+
+def _measures(model: nn.Module) -> dict[str, Any]:
+    return {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
+
+
 def prune_model(
     model: nn.Module, timm_name: str, config: PruneConfig, calib_batches: Sequence[Batch]
 ) -> dict[str, Any]:
     """Prune `model` in place; returns the prune report (MACs, params, units and per-block widths before and after)."""
     config.validate()
     adapter = adapter_for(model, timm_name)
-    before = {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
+    before = _measures(model)
+    normalization = resolve_normalization(config.normalization, config.metric)
 
     adapter.prepare(model)
     importance = build_importance(config.metric, model, calib_batches)
@@ -278,49 +319,16 @@ def prune_model(
     model.zero_grad(set_to_none=True)
     sequence = removal_sequence(
         groups,
-        normalization=resolve_normalization(config.normalization, config.metric),
+        normalization=normalization,
         round_to=config.round_to,
         prune_heads=config.prune_heads,
         max_share=config.max_share,
         floors=config.floors(),
     )
-    units_total = sum(g.size for g in groups)
-    if config.target_macs is not None:
-        length = _search_prefix(
-            model,
-            adapter,
-            groups,
-            sequence,
-            count_macs,
-            int(config.target_macs * before["macs"]),
-            "MACs",
-            before["macs"],
-        )
-    elif config.target_params is not None:
-        length = _search_prefix(
-            model,
-            adapter,
-            groups,
-            sequence,
-            count_params,
-            int(config.target_params * before["params"]),
-            "parameters",
-            before["params"],
-        )
-    else:
-        length = prefix_for_ratio(sequence, units_total, config.ratio)
-        reachable = sum(m.units for m in sequence) / units_total
-        if length == len(sequence) and config.ratio - reachable > _RATIO_TOLERANCE:
-            smallest = _measure_prefix(model, adapter, groups, sequence, len(sequence), count_macs)
-            raise EdgepruneError(
-                f"--ratio {config.ratio:g} removes more than the floors allow (embedding >= 8 channels, heads >= 4 "
-                f"dims, at least one head): at most {reachable:.3f} of the units can go, keeping "
-                f"{smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
-            )
+    length = _prefix_for_amount(_Candidates(model, adapter, groups, sequence), config, before)
     plan = plan_from_prefix(groups, sequence, length)
     apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else ())
-
-    after = {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
+    after = _measures(model)
     return {
         "model": timm_name,
         "family": adapter.family,
@@ -329,7 +337,7 @@ def prune_model(
         "requested": {"ratio": config.ratio, "target_macs": config.target_macs, "target_params": config.target_params},
         "prune_heads": config.prune_heads,
         "round_to": config.round_to,
-        "normalization": resolve_normalization(config.normalization, config.metric),
+        "normalization": normalization,
         "max_share": config.max_share,
         "compensated": config.compensate,
         "floors": vars(config.floors()),
@@ -337,8 +345,8 @@ def prune_model(
         "macs": {"before": before["macs"], "after": after["macs"]},
         "params": {"before": before["params"], "after": after["params"]},
         "units": {
-            "before": units_total,
-            "after": units_total - plan.units_removed_count,
+            "before": plan.units_total,
+            "after": plan.units_total - plan.units_removed_count,
             "removed_fraction": plan.removed_fraction,
         },
         "achieved": {

@@ -133,12 +133,12 @@ def prune(
         bool, typer.Option("--allow-narrow", help="Let the embedding fall below 8 channels and heads below 4 dims.")
     ] = False,
     distill: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--distill/--no-distill",
-            help="Fine-tune against the baseline's soft outputs too \\[default: on when the baseline was fine-tuned].",
+            help="Fine-tune against the baseline's soft outputs too (measured: more source accuracy, less held-out).",
         ),
-    ] = None,
+    ] = False,
     distill_weight: Annotated[float, typer.Option(help="Share of the distillation term in the loss.")] = 0.5,
     distill_temperature: Annotated[float, typer.Option(help="Softmax temperature of distillation.")] = 2.0,
     steps: Annotated[int, typer.Option(help="Prune in this many steps, with a short recovery between.")] = 1,

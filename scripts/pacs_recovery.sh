@@ -4,15 +4,16 @@
 #   plain       mean normalisation, no compensation, no distillation (the softmax scale and budget fixes are always on)
 #   +comp       removed units' mean contribution folded into the next bias, LayerNorm statistics corrected
 #   +distill    fine-tuned against the baseline's soft outputs too
-#   +norm       the best normalisation (NORM, default cost) instead of mean
+#   +norm       the best normalisation (NORM, default none) instead of mean
+#   norm-plain  that normalisation with compensation, without distillation
 #   +iter       pruned in 2 steps with a 50-step distilled recovery between
 # STEPS caps the training steps of every row's fine-tune (the same for every row); "full" trains the whole epoch.
 # Each row is an ordinary run in WORKSPACE (sketch right after pruning: pruned/metrics.json; after the fine-tune:
 # finetuned/metrics.json); the table is printed at the end.
 #   scripts/pacs_recovery.sh PACS_ROOT WEIGHTS.safetensors WORKSPACE [DOMAIN] [STEPS] [SEED] [NORM] [ROWS]
-# ROWS is a space-separated subset of "plain comp distill norm iter" (default: all).
+# ROWS is a space-separated subset of "plain comp distill norm norm-plain iter" (default: all but norm-plain).
 set -euo pipefail
-data=$1 weights=$2 workspace=$3 domain=${4:-sketch} steps=${5:-60} seed=${6:-0} norm=${7:-cost}
+data=$1 weights=$2 workspace=$3 domain=${4:-sketch} steps=${5:-60} seed=${6:-0} norm=${7:-none}
 rows=${8:-plain comp distill norm iter}
 base="base-$domain-s$seed"
 budget=() && [ "$steps" != full ] && budget=(--max-steps-per-epoch "$steps")
@@ -28,9 +29,10 @@ declare -A flags=(
   [comp]="--normalization mean --compensate --no-distill"
   [distill]="--normalization mean --compensate --distill"
   [norm]="--normalization $norm --compensate --distill"
+  [norm-plain]="--normalization $norm --compensate --no-distill"
   [iter]="--normalization $norm --compensate --distill --steps 2 --recovery-steps 50"
 )
-name_of() { case $1 in norm|iter) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
+name_of() { case $1 in norm|norm-plain|iter) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
 for row in $rows; do
   name=$(name_of "$row")
   [ -d "$workspace/$name/finetuned" ] && continue

@@ -202,13 +202,15 @@ def test_bench_finds_moved_data_with_data_option(finished_run, builtin_root, tmp
 
 def test_iterative_pruning_with_distillation(finished_run, builtin_root) -> None:
     workspace, run = finished_run
-    request = tiny_request(builtin_root, baseline_run=run.name, target_macs=0.5, steps=2, recovery_steps=1)
+    request = tiny_request(
+        builtin_root, baseline_run=run.name, target_macs=0.5, steps=2, recovery_steps=1, distill=True
+    )
     steps = run_prune(request, workspace, run_name="steps")
     report = read_json(steps.stage("pruned") / "prune_report.json")
     assert len(report["steps"]) == 2 and abs(report["achieved"]["macs_kept"] / 0.5 - 1) <= 0.03
     assert report["steps"][0]["achieved"]["macs_kept"] > report["achieved"]["macs_kept"]
     assert steps.manifest()["distillation"] == {"teacher": "baseline", "weight": 0.5, "temperature": 2.0}
     assert read_json(steps.stage("finetuned") / "metrics.json")["distillation"]["teacher"] == "baseline"
-    plain = run_prune(tiny_request(builtin_root, baseline_run=run.name, distill=False), workspace, run_name="plain")
+    plain = run_prune(tiny_request(builtin_root, baseline_run=run.name), workspace, run_name="plain")
     assert plain.manifest()["distillation"] is None
     workspace.set_latest(run)

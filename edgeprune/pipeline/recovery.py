@@ -9,23 +9,15 @@ from torch import nn
 
 from edgeprune.models.artifact import load_model
 from edgeprune.prune.pruner import PruneConfig
-from edgeprune.workspace import Run, Workspace, read_json
+from edgeprune.workspace import Run
 
 if TYPE_CHECKING:
     from edgeprune.pipeline.prune import PruneRequest
 
 
-def teacher_model(run: Run, request: PruneRequest, workspace: Workspace) -> nn.Module | None:
-    """The baseline as distillation teacher: on by default when it was fine-tuned on the source domains."""
-    if request.distill is False:
-        return None
-    if request.distill is None:
-        epochs = read_json(run.stage("baseline") / "metrics.json").get("epochs")
-        if epochs is None and request.baseline_run:  # reused on another split: ask the run it came from
-            epochs = workspace.get_run(request.baseline_run).manifest()["request"].get("baseline_epochs", 0)
-        if not epochs:
-            return None
-    return load_model(run.stage("baseline"))
+def teacher_model(run: Run, request: PruneRequest) -> nn.Module | None:
+    """The baseline as distillation teacher, when asked for."""
+    return load_model(run.stage("baseline")) if request.distill else None
 
 
 def step_config(request: PruneRequest, step: int, steps: int, kept: dict[str, float]) -> PruneConfig:

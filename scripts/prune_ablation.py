@@ -29,8 +29,6 @@ from edgeprune.prune.pruner import PruneConfig, prune_model
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import Workspace
 
-_FIELDS = {f: type(getattr(PruneConfig(), f)) for f in PruneConfig.__dataclass_fields__}
-
 
 def parse_config(text: str) -> tuple[str, dict[str, Any]]:
     values: dict[str, Any] = {}

@@ -23,7 +23,8 @@ def test_runner_checks_inputs_names_outputs_and_closes(fp32_onnx: Path, tiny) ->
 
 
 def test_one_comparator_for_parity_and_agreement() -> None:
-    from edgeprune.export.compare import TOLERANCES, compare_logits, top1_agreement
+    from edgeprune.export.compare import TOLERANCES, compare_logits
+    from edgeprune.train import accuracy as top1_agreement
 
     reference = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0]], dtype=np.float32)
     same = compare_logits([(reference, reference + 1e-4)])

@@ -1,8 +1,9 @@
 """The one comparator (Optimum's export validation, Polygraphy's comparator): logits of a candidate against a
 reference, judged against one table of tolerances.
 
-Export parity (torch vs onnxruntime), float16 and INT8 agreement with fp32, and the bench gate's engine / torch
-agreement all measure with `compare_logits` or `top1_agreement` and read their thresholds from `TOLERANCES`.
+Export parity (torch vs onnxruntime) and float16 / INT8 agreement with fp32 measure with `compare_logits`; they and
+the bench gate's engine / torch agreement (top-1 predictions compared with `train.accuracy`) read their thresholds
+from `TOLERANCES`.
 """
 
 from __future__ import annotations
@@ -67,8 +68,3 @@ def compare_logits(batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Comparis
         total_abs += float(diff.sum())
         values += diff.size
     return Comparison(samples, agree / max(samples, 1), max_abs, total_abs / max(values, 1))
-
-
-def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Share of images whose predicted classes agree (for predictions already reduced to top-1)."""
-    return float((np.asarray(reference) == np.asarray(candidate)).mean()) if len(reference) else float("nan")

@@ -58,6 +58,9 @@ class BuildContext:
     run_relative: str
     extra: dict[str, Any]  # what build.json records besides the engines (quantization, bundles, ...)
 
+    def engine_path(self, name: str) -> Path:
+        return self.folder / f"{name}{self.target.engine_suffix}"
+
     def entry(self, engine: Path) -> dict[str, str]:
         return {"path": f"{self.run_relative}/{engine.name}", "sha256": file_sha256(engine)}
 
@@ -67,13 +70,13 @@ def _exported_as_is(ctx: BuildContext, name: str, source: Path, model_sha256: st
 
 
 def _ort_optimised(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
-    engine = ctx.folder / f"{name}{ctx.target.engine_suffix}"
+    engine = ctx.engine_path(name)
     optimise_for_cpu(source, engine)
     return ctx.entry(engine)
 
 
 def _ort_int8(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
-    engine = ctx.folder / f"{name}{ctx.target.engine_suffix}"
+    engine = ctx.engine_path(name)
     # onnxruntime takes zero points, so activations may be asymmetric (TensorRT's int8 may not).
     info = quantize_static_int8(source, engine, ctx.calibration, symmetric_activations=False, method="percentile")
     info["agreement_with_fp32"] = agreement(source, engine, ctx.check_images)
@@ -95,7 +98,7 @@ def _tensorrt(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> 
     """An engine where TensorRT is installed; elsewhere a deploy bundle to build on the device."""
     target = ctx.target
     if tensorrt_available():
-        engine = ctx.folder / f"{name}{target.engine_suffix}"
+        engine = ctx.engine_path(name)
         ctx.extra.setdefault("tensorrt", {})[name] = build_engine(
             source,
             engine,

@@ -11,7 +11,7 @@ from edgeprune.bench.accuracy import runner_predictions
 from edgeprune.bench.latency import measure_latency
 from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.compare import TOLERANCES, top1_agreement
+from edgeprune.export.compare import TOLERANCES
 from edgeprune.export.engines import make_runner
 from edgeprune.export.runners import OrtRunner
 from edgeprune.hardware import describe_device
@@ -169,8 +169,8 @@ def run_bench(
         "batch": batch_size,
         "threads": threads,
         "accuracy": {k: accuracy(v, labels) for k, v in preds.items()},
-        "agreement": top1_agreement(preds["pruned_torch"], preds["engine"]),
-        "baseline_agreement": top1_agreement(preds["baseline"], preds["baseline_engine"]),
+        "agreement": accuracy(preds["engine"], preds["pruned_torch"]),
+        "baseline_agreement": accuracy(preds["baseline_engine"], preds["baseline"]),
         "latency_ms": {k: latency["model"][k] for k in PERCENTILES},
         "baseline_latency_ms": {k: latency["baseline"][k] for k in PERCENTILES},
         "iterations": request.iterations,

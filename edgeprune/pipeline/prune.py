@@ -6,6 +6,7 @@ interrupted mid-training continues from its last epoch checkpoint in checkpoints
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 import time
@@ -340,7 +341,8 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
         + (f" in {request.steps} steps" if request.steps > 1 else "")
         + f", {sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
     )
-    teacher = teacher_model(run, request) if request.steps > 1 else None
+    # The model to prune is the baseline: a copy of it is the recovery steps' teacher (no second read).
+    teacher = copy.deepcopy(model).eval() if request.distill and request.steps > 1 else None
     reports: list[dict[str, Any]] = []
     kept = {"macs": 1.0, "params": 1.0}
     for step in range(1, request.steps + 1):

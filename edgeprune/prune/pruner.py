@@ -195,18 +195,15 @@ def apply_plan(
     """
     graph = _build_graph(model, adapter)
     modules = dict(model.named_modules())
+    removals = [(g, idxs) for g in groups if (idxs := _removed_indices(g, plan))]
     compensation = None
     if compensation_batches:
         cuts = Cuts()
-        for group in groups:
-            idxs = _removed_indices(group, plan)
-            if idxs:
-                cuts.add(graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs))
+        for group, idxs in removals:
+            cuts.add(graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs))
         compensation = measure_compensation(model, cuts, compensation_batches)
-    for group in groups:
-        idxs = _removed_indices(group, plan)
-        if idxs:
-            graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs).prune()
+    for group, idxs in removals:  # each group anew: pruning one replaces parameters the next may name
+        graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs).prune()
     if compensation is not None:
         compensation.apply()
     kept_heads, num_heads = {}, {}
@@ -218,50 +215,7 @@ def apply_plan(
     adapter.finish(model, kept_heads, num_heads)
 
 
-def _measure_prefix(
-    model: nn.Module,
-    adapter: FamilyAdapter,
-    groups: Sequence[PrunableGroup],
-    sequence: Sequence[Move],
-    length: int,
-    measure: Callable[[nn.Module], int],
-) -> int:
-    trial = copy.deepcopy(model)
-    apply_plan(trial, adapter, groups, plan_from_prefix(groups, sequence, length))
-    return measure(trial)
-
-
-def _search_prefix(
-    model: nn.Module,
-    adapter: FamilyAdapter,
-    groups: Sequence[PrunableGroup],
-    sequence: Sequence[Move],
-    measure: Callable[[nn.Module], int],
-    target: int,
-    what: str,
-    before: int,
-) -> int:
-    """The prefix whose pruned model keeps closest to `target` (MACs or params), which fall as the prefix grows."""
-    smallest = _measure_prefix(model, adapter, groups, sequence, len(sequence), measure)
-    if smallest > target * (1 + _TARGET_TOLERANCE):
-        raise EdgepruneError(
-            f"cannot keep only {target / before:.3f} of the {what}: the floors (embedding >= 8 channels, heads >= "
-            f"4 dims, at least one head) leave at least {smallest / before:.3f}; ask for {smallest / before:.3f} or "
-            "more, or pass --allow-narrow"
-        )
-    low, high = 0, len(sequence)  # measure(low) >= target >= measure(high)
-    best = (high, smallest)
-    for _ in range(_SEARCH_STEPS):
-        if high - low <= 1:
-            break
-        middle = (low + high) // 2
-        value = _measure_prefix(model, adapter, groups, sequence, middle, measure)
-        if abs(value - target) < abs(best[1] - target):
-            best = (middle, value)
-        if abs(value / target - 1) <= _TARGET_TOLERANCE / 4:
-            break
-        low, high = (middle, high) if value > target else (low, middle)
-    return best[0]
+_FLOORS = "the floors (embedding >= 8 channels, heads >= 4 dims, at least one head)"
 
 
 @dataclass
@@ -274,28 +228,51 @@ class _Candidates:
     sequence: Sequence[Move]
 
     def measure(self, length: int, measure: Callable[[nn.Module], int]) -> int:
-        return _measure_prefix(self.model, self.adapter, self.groups, self.sequence, length, measure)
+        """`measure` of a copy pruned by the first `length` removals."""
+        trial = copy.deepcopy(self.model)
+        apply_plan(trial, self.adapter, self.groups, plan_from_prefix(self.groups, self.sequence, length))
+        return measure(trial)
 
 
-def _prefix_for_amount(candidates: _Candidates, config: PruneConfig, before: dict[str, Any]) -> int:
+def _search_prefix(c: _Candidates, measure: Callable[[nn.Module], int], target: int, what: str, before: int) -> int:
+    """The prefix whose pruned model keeps closest to `target` (MACs or params), which fall as the prefix grows."""
+    smallest = c.measure(len(c.sequence), measure)
+    if smallest > target * (1 + _TARGET_TOLERANCE):
+        raise EdgepruneError(
+            f"cannot keep only {target / before:.3f} of the {what}: {_FLOORS} leave at least "
+            f"{smallest / before:.3f}; ask for {smallest / before:.3f} or more, or pass --allow-narrow"
+        )
+    low, high = 0, len(c.sequence)  # measure(low) >= target >= measure(high)
+    best = (high, smallest)
+    for _ in range(_SEARCH_STEPS):
+        if high - low <= 1:
+            break
+        middle = (low + high) // 2
+        value = c.measure(middle, measure)
+        if abs(value - target) < abs(best[1] - target):
+            best = (middle, value)
+        if abs(value / target - 1) <= _TARGET_TOLERANCE / 4:
+            break
+        low, high = (middle, high) if value > target else (low, middle)
+    return best[0]
+
+
+def _prefix_for_amount(c: _Candidates, config: PruneConfig, before: dict[str, Any]) -> int:
     """How many of the ranked removals the requested amount (ratio, MACs or params target) takes."""
-    c = candidates
     for target, measure, what, key in (
         (config.target_macs, count_macs, "MACs", "macs"),
         (config.target_params, count_params, "parameters", "params"),
     ):
         if target is not None:
-            goal = int(target * before[key])
-            return _search_prefix(c.model, c.adapter, c.groups, c.sequence, measure, goal, what, before[key])
+            return _search_prefix(c, measure, int(target * before[key]), what, before[key])
     units_total = sum(g.size for g in c.groups)
     length = prefix_for_ratio(c.sequence, units_total, config.ratio)
     reachable = sum(m.units for m in c.sequence) / units_total
     if length == len(c.sequence) and config.ratio - reachable > _RATIO_TOLERANCE:
         smallest = c.measure(len(c.sequence), count_macs)
         raise EdgepruneError(
-            f"--ratio {config.ratio:g} removes more than the floors allow (embedding >= 8 channels, heads >= 4 "
-            f"dims, at least one head): at most {reachable:.3f} of the units can go, keeping "
-            f"{smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
+            f"--ratio {config.ratio:g} removes more than {_FLOORS} allow: at most {reachable:.3f} of the units can "
+            f"go, keeping {smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
         )
     return length
 

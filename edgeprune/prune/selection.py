@@ -116,8 +116,7 @@ class _GroupState:
             else []
         )
         self.next = {"units": 0, "heads": 0}
-        floor = {"embedding": floors.embedding, "attention": floors.head_dim}.get(group.kind, floors.channels)
-        self.unit_floor = floor
+        self.unit_floor = {"embedding": floors.embedding, "attention": floors.head_dim}.get(group.kind, floors.channels)
         self.mean = float(scores.mean()) + _EPS
         self.max = float(scores.max()) + _EPS
 

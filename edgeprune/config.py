@@ -1,5 +1,11 @@
 """Choices that the CLI offers and the library checks, declared once (and importable without torch)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeprune.errors import EdgepruneError
+
 METRICS = ("l1", "l2", "taylor", "hessian", "random")
 NORMALIZATIONS = ("auto", "none", "mean", "max", "cost")
 
@@ -10,3 +16,43 @@ def resolve_normalization(normalization: str, metric: str) -> str:
     if normalization != "auto":
         return normalization
     return "none" if metric in ("hessian", "taylor") else "mean"
+
+
+# Every pruning amount is a fraction strictly inside (0, 1): a --ratio of units removed, or a fraction kept.
+AMOUNT_RANGE = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """How much to prune, decided once from the three options: a ratio of units, or a fraction of MACs or
+    parameters kept (a target overrides --ratio)."""
+
+    kind: str  # "ratio", "macs" or "params"
+    value: float
+
+    @classmethod
+    def choose(cls, ratio: float, target_macs: float | None = None, target_params: float | None = None) -> Amount:
+        if target_macs is not None and target_params is not None:
+            raise EdgepruneError("give --target-macs or --target-params, not both")
+        low, high = AMOUNT_RANGE
+        for name, value, meaning in (
+            ("--ratio", ratio, "the fraction of units to remove"),
+            ("--target-macs", target_macs, "the fraction of MACs to keep"),
+            ("--target-params", target_params, "the fraction of parameters to keep"),
+        ):
+            if value is not None and not low < value < high:
+                raise EdgepruneError(f"{name} is {meaning}, strictly between {low:g} and {high:g} (got {value:g})")
+        if target_macs is not None:
+            return cls("macs", target_macs)
+        if target_params is not None:
+            return cls("params", target_params)
+        return cls("ratio", ratio)
+
+    def describe(self) -> str:
+        if self.kind == "ratio":
+            return f"ratio {self.value:g}"
+        return f"keeping {self.value:g} of the {'MACs' if self.kind == 'macs' else 'parameters'}"
+
+    def tag(self) -> str:
+        """Short form for run names: r0.5, macs0.62, params0.4."""
+        return f"{'r' if self.kind == 'ratio' else self.kind}{self.value:g}"

@@ -2,21 +2,38 @@
 
 A bare name (`jetson-orin-nano`) is looked up in `$EDGEPRUNE_PROFILES` (a folder), then in the repository's
 `profiles/` folder, then in `<prefix>/share/edgeprune/profiles` (where a wheel installs them); anything that
-ends in `.toml` or names an existing file is read as a path. Every file is validated strictly: unknown keys,
-wrong types and inconsistent values are errors naming the file and the key.
+ends in `.toml` or names an existing file is read as a path. Every file is validated strictly by pydantic: unknown
+keys, wrong types and inconsistent values are errors naming the file and the key.
+
+The sections are frozen pydantic dataclasses, so `dataclasses.replace` works on them (and validates again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import tomli_w
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import (
+    ConfigDict,
+    Strict,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.targets import TARGETS, targets_where
+from edgeprune.targets import PRECISIONS, TARGETS, targets_where
 
 try:
     import tomllib
@@ -28,102 +45,186 @@ REPO_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 # Where a wheel installs them (pyproject's data-files).
 INSTALLED_PROFILES_DIR = Path(sys.prefix) / "share" / "edgeprune" / "profiles"
 
-TARGET_PRECISION: dict[str, str] = {t.name: t.precision for t in TARGETS.values()}
 TENSORRT_TARGETS = targets_where("uses_tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
+_STRICT = ConfigDict(extra="forbid")  # no unknown keys (and StrictInt & co: no "4" for 4, no true for 1)
+Number = Annotated[float, Strict()]  # a TOML integer or float (read as a float), never a bool or a string
 
 
-@dataclass(frozen=True)
+def _require(ok: bool, message: str) -> None:
+    """A broken rule: pydantic reports it (as a value_error) with the other errors of the file."""
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, config=_STRICT)
 class Backend:
-    default_target: str
-    precision: str
-    threads: int | None = None  # CPU threads for the ort-cpu targets; None lets onnxruntime decide
+    default_target: StrictStr
+    precision: StrictStr
+    threads: StrictInt | None = None  # CPU threads for the ort-cpu targets; None lets onnxruntime decide
+
+    @model_validator(mode="after")
+    def _check(self) -> Backend:
+        target, precision = self.default_target, self.precision
+        _require(target in TARGETS, f"backend.default_target must be one of {', '.join(TARGETS)} (got {target!r})")
+        _require(
+            precision in PRECISIONS, f"backend.precision must be one of {', '.join(PRECISIONS)} (got {precision!r})"
+        )
+        runs_in = TARGETS[target].precision
+        _require(
+            precision == runs_in,
+            f"backend.precision = {precision!r} does not match backend.default_target = {target!r}, which runs in "
+            f"{runs_in}",
+        )
+        _require(self.threads is None or self.threads >= 1, f"backend.threads = {self.threads} must be at least 1")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class BatchRange:
-    min: int
-    opt: int
-    max: int
+    min: StrictInt
+    opt: StrictInt
+    max: StrictInt
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchRange:
+        for key in ("min", "opt", "max"):
+            _require(getattr(self, key) >= 1, f"batch.{key} = {getattr(self, key)} must be at least 1")
+        _require(self.min <= self.opt, f"batch.min = {self.min} is larger than batch.opt = {self.opt}")
+        _require(self.opt <= self.max, f"batch.opt = {self.opt} is larger than batch.max = {self.max}")
+        return self
+
+    @property
+    def fixed(self) -> bool:
+        return self.min == self.opt == self.max
 
 
-@dataclass(frozen=True)
+def _release(text: str) -> tuple[int, ...] | None:
+    """The release numbers of a plain version ("10.3" -> (10, 3)); None for anything else (a pre-release too)."""
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        return None
+    plain = not (version.epoch or version.pre or version.post or version.dev or version.local)
+    return version.release if plain else None
+
+
+@dataclass(frozen=True, config=_STRICT)
 class TensorRTSettings:
-    workspace_mib: int
-    dla_core: int  # -1: no DLA
-    version_min: str
-    version_max: str
+    workspace_mib: StrictInt
+    dla_core: StrictInt  # -1: no DLA
+    version_min: StrictStr
+    version_max: StrictStr
+
+    @model_validator(mode="after")
+    def _check(self) -> TensorRTSettings:
+        _require(self.workspace_mib >= 1, f"tensorrt.workspace_mib = {self.workspace_mib} must be at least 1")
+        _require(
+            self.dla_core >= -1, f"tensorrt.dla_core = {self.dla_core} must be -1 (no DLA) or a DLA core number (0, 1)"
+        )
+        for key in ("version_min", "version_max"):
+            value = getattr(self, key)
+            _require(_release(value) is not None, f'tensorrt.{key} = {value!r} is not a version number like "10.3"')
+        _require(
+            Version(self.version_min) <= Version(self.version_max),
+            f"tensorrt.version_min = {self.version_min!r} is newer than tensorrt.version_max = {self.version_max!r}",
+        )
+        return self
 
     @property
     def uses_dla(self) -> bool:
         return self.dla_core >= 0
 
+    @property
+    def specifier(self) -> SpecifierSet:
+        """[version_min, version_max] as a PEP 440 range; the upper bound covers every release it prefixes, so
+        10.3 to 11.99 is ">=10.3,<11.100" and 10 to 10 is ">=10,<11"."""
+        high = _release(self.version_max)
+        assert high is not None  # validated
+        above = ".".join(str(n) for n in (*high[:-1], high[-1] + 1))
+        return SpecifierSet(f">={Version(self.version_min)},<{above}")
+
     def accepts(self, version: str) -> bool:
         """Whether TensorRT `version` (e.g. "10.3.0.30") lies in [version_min, version_max].
 
-        The upper bound covers every release it prefixes: "11.99" admits 11.4.1, "10" admits 10.16.
+        The upper bound covers every release it prefixes: "11.99" admits 11.4.1, "10" admits 10.16. Post-releases
+        are in when their release is; pre-releases of the bounds are out. A malformed `version` is a ValueError.
         """
-        got = version_tuple(version)
-        low, high = version_tuple(self.version_min), version_tuple(self.version_max)
-        return _pad(got) >= _pad(low) and got[: len(high)] <= high
+        return self.specifier.contains(Version(version.strip()), prereleases=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class Gate:
-    latency_budget_ms: float  # p50 at batch.opt
-    max_accuracy_drop: float  # allowed held-out accuracy drop vs the unpruned baseline, as a fraction
+    latency_budget_ms: Number  # p50 at batch.opt
+    max_accuracy_drop: Number  # allowed held-out accuracy drop vs the unpruned baseline, as a fraction
+
+    @model_validator(mode="after")
+    def _check(self) -> Gate:
+        budget, drop = self.latency_budget_ms, self.max_accuracy_drop
+        _require(budget > 0, f"gate.latency_budget_ms = {budget} must be positive")
+        _require(
+            0.0 <= drop <= 1.0, f"gate.max_accuracy_drop = {drop} must be a fraction between 0 and 1 (0.02 = 2 points)"
+        )
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT, kw_only=True)  # keyword-only: [tensorrt] can come before [gate]
 class Profile:
-    name: str
-    description: str
+    name: StrictStr
+    description: StrictStr
     backend: Backend
     batch: BatchRange
-    gate: Gate
     tensorrt: TensorRTSettings | None = None
-    source: Path | None = field(default=None, compare=False)
+    gate: Gate
+    source: Path | None = dataclasses.field(default=None, compare=False)  # the file read; never a key in it
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        _require(bool(_NAME.match(name)), f"name = {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+        return name
+
+    @model_validator(mode="after")
+    def _check(self) -> Profile:
+        target, trt = TARGETS[self.backend.default_target], self.tensorrt
+        if trt is None:
+            _require(not target.uses_tensorrt, f"backend.default_target = {target.name!r} needs a [tensorrt] section")
+        elif trt.uses_dla:
+            _require(
+                target.reduced_precision,
+                f"tensorrt.dla_core = {trt.dla_core} needs backend.precision fp16 or int8: the DLA has no fp32",
+            )
+            batch = self.batch
+            _require(
+                batch.fixed,
+                f"tensorrt.dla_core = {trt.dla_core} needs a fixed batch (batch.min = batch.opt = batch.max): the DLA "
+                f"does not support dynamic shapes (got {batch.min}/{batch.opt}/{batch.max})",
+            )
+        return self
 
     @property
     def default_target(self) -> str:
         return self.backend.default_target
 
 
+_PROFILE = TypeAdapter(Profile)
+_SECTIONS: dict[str, type] = {"backend": Backend, "batch": BatchRange, "tensorrt": TensorRTSettings, "gate": Gate}
+_FILE_KEYS = tuple(f.name for f in dataclasses.fields(Profile) if f.name != "source")
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number"}
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
-    """Version text as integers: "10.3.0.30" -> (10, 3, 0, 30); a non-numeric tail ("10.3.0.post1") is dropped."""
-    parts = []
-    for piece in version.strip().split("."):
-        if not piece.isdigit():
-            break
-        parts.append(int(piece))
-    if not parts:
-        raise ValueError(f"not a version number: {version!r}")
-    return tuple(parts)
-
-
-def _pad(version: tuple[int, ...]) -> tuple[int, ...]:
-    return version + (0,) * (4 - len(version))
+    """The release numbers of a version: "10.3.0.30" -> (10, 3, 0, 30); a pre-, post- or local part is dropped
+    ("10.3.0.post1" -> (10, 3, 0))."""
+    try:
+        return Version(version.strip()).release
+    except InvalidVersion:
+        raise ValueError(f"not a version number: {version!r}") from None
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Validation
+# Validation errors, in the file's words
 # --------------------------------------------------------------------------------------------------------------
-
-_SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {  # section -> key -> (type, required)
-    "backend": {"default_target": (str, True), "precision": (str, True), "threads": (int, False)},
-    "batch": {"min": (int, True), "opt": (int, True), "max": (int, True)},
-    "tensorrt": {
-        "workspace_mib": (int, True),
-        "dla_core": (int, True),
-        "version_min": (str, True),
-        "version_max": (str, True),
-    },
-    "gate": {"latency_budget_ms": (float, True), "max_accuracy_drop": (float, True)},
-}
-_TOP_LEVEL = {"name": str, "description": str}
-_REQUIRED_SECTIONS = ("backend", "batch", "gate")
 
 
 def _display(path: Path) -> str:
@@ -133,123 +234,40 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-class _Checker:
-    def __init__(self, path: Path):
-        self.where = _display(path)
+def _known_keys(section: tuple[Any, ...]) -> str:
+    if not section:
+        return ", ".join(_FILE_KEYS)
+    cls = _SECTIONS.get(str(section[0]))
+    keys = [f.name for f in dataclasses.fields(cls)] if len(section) == 1 and cls else []
+    return ", ".join(f"{section[0]}.{key}" for key in keys) or "none"
 
-    def fail(self, message: str) -> EdgepruneError:
-        return EdgepruneError(f"{self.where}: {message}")
 
-    def value(self, table: dict[str, Any], key: str, kind: type, dotted: str, required: bool = True) -> Any:
-        if key not in table:
-            if required:
-                raise self.fail(f"missing key '{dotted}'")
-            return None
-        value = table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            expected = {str: "a string", int: "an integer", float: "a number"}[kind]
-            raise self.fail(f"{dotted} must be {expected} (got {value!r})")
-        return value
-
-    def section(self, data: dict[str, Any], name: str) -> dict[str, Any]:
-        table = data[name]
-        if not isinstance(table, dict):
-            raise self.fail(f"'{name}' must be a table ([{name}]), got {table!r}")
-        for key in table:
-            if key not in _SCHEMA[name]:
-                known = ", ".join(f"{name}.{k}" for k in _SCHEMA[name])
-                raise self.fail(f"unknown key '{name}.{key}' (known: {known})")
-        return {key: self.value(table, key, kind, f"{name}.{key}", req) for key, (kind, req) in _SCHEMA[name].items()}
+def _describe(error: Any) -> str:
+    """One pydantic error as the key it is about and what is wrong with it."""
+    loc, kind, got = tuple(error["loc"]), error["type"], error.get("input")
+    key = ".".join(str(part) for part in loc)
+    if kind == "value_error":  # a rule of a section or of the profile: its message names its keys
+        return str(error["ctx"]["error"])
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"unknown key '{key}' (known: {_known_keys(loc[:-1])})"
+    if kind == "missing":
+        return f"missing section [{key}]" if key in _SECTIONS else f"missing key '{key}'"
+    if kind in ("dataclass_type", "dataclass_args_type"):
+        return f"'{key}' must be a table ([{key}]), got {got!r}"
+    if kind in _EXPECTED:
+        return f"{key} must be {_EXPECTED[kind]} (got {got!r})"
+    return f"{key or 'the profile'}: {error['msg']}"
 
 
 def _parse(data: dict[str, Any], path: Path) -> Profile:
-    check = _Checker(path)
-    for key in data:
-        if key not in _TOP_LEVEL and key not in _SCHEMA:
-            raise check.fail(f"unknown key '{key}' (known: {', '.join([*_TOP_LEVEL, *_SCHEMA])})")
-    name = check.value(data, "name", str, "name")
-    description = check.value(data, "description", str, "description")
-    if not _NAME.match(name):
-        raise check.fail(f"name = {name!r} must be lower-case letters, digits, '.', '_' or '-'")
-    for section in _REQUIRED_SECTIONS:
-        if section not in data:
-            raise check.fail(f"missing section [{section}]")
-    backend = check.section(data, "backend")
-    batch = check.section(data, "batch")
-    gate = check.section(data, "gate")
-    tensorrt = check.section(data, "tensorrt") if "tensorrt" in data else None
-
-    target, precision = backend["default_target"], backend["precision"]
-    if target not in TARGET_PRECISION:
-        raise check.fail(f"backend.default_target must be one of {', '.join(TARGET_PRECISION)} (got {target!r})")
-    if precision not in PRECISIONS:
-        raise check.fail(f"backend.precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
-    if precision != TARGET_PRECISION[target]:
-        raise check.fail(
-            f"backend.precision = {precision!r} does not match backend.default_target = {target!r}, "
-            f"which runs in {TARGET_PRECISION[target]}"
-        )
-    if backend["threads"] is not None and backend["threads"] < 1:
-        raise check.fail(f"backend.threads = {backend['threads']} must be at least 1")
-
-    for key in ("min", "opt", "max"):
-        if batch[key] < 1:
-            raise check.fail(f"batch.{key} = {batch[key]} must be at least 1")
-    if batch["min"] > batch["opt"]:
-        raise check.fail(f"batch.min = {batch['min']} is larger than batch.opt = {batch['opt']}")
-    if batch["opt"] > batch["max"]:
-        raise check.fail(f"batch.opt = {batch['opt']} is larger than batch.max = {batch['max']}")
-
-    if not gate["latency_budget_ms"] > 0:
-        raise check.fail(f"gate.latency_budget_ms = {gate['latency_budget_ms']} must be positive")
-    if not 0.0 <= gate["max_accuracy_drop"] <= 1.0:
-        raise check.fail(
-            f"gate.max_accuracy_drop = {gate['max_accuracy_drop']} must be a fraction between 0 and 1 (0.02 = 2 points)"
-        )
-
-    trt = None
-    if tensorrt is None:
-        if target in TENSORRT_TARGETS:
-            raise check.fail(f"backend.default_target = {target!r} needs a [tensorrt] section")
-    else:
-        trt = _tensorrt_settings(tensorrt, batch, precision, check)
-    return Profile(
-        name=name,
-        description=description,
-        backend=Backend(**backend),
-        batch=BatchRange(**batch),
-        gate=Gate(**gate),
-        tensorrt=trt,
-        source=path,
-    )
-
-
-def _tensorrt_settings(table: dict[str, Any], batch: dict[str, int], precision: str, check: _Checker):
-    if table["workspace_mib"] < 1:
-        raise check.fail(f"tensorrt.workspace_mib = {table['workspace_mib']} must be at least 1")
-    if table["dla_core"] < -1:
-        raise check.fail(f"tensorrt.dla_core = {table['dla_core']} must be -1 (no DLA) or a DLA core number (0, 1)")
-    for key in ("version_min", "version_max"):
-        if not _VERSION.match(table[key]):
-            raise check.fail(f'tensorrt.{key} = {table[key]!r} is not a version number like "10.3"')
-    if _pad(version_tuple(table["version_min"])) > _pad(version_tuple(table["version_max"])):
-        raise check.fail(
-            f"tensorrt.version_min = {table['version_min']!r} is newer than tensorrt.version_max = "
-            f"{table['version_max']!r}"
-        )
-    if table["dla_core"] >= 0:
-        if precision == "fp32":
-            raise check.fail(
-                f"tensorrt.dla_core = {table['dla_core']} needs backend.precision fp16 or int8: the DLA has no fp32"
-            )
-        if not batch["min"] == batch["opt"] == batch["max"]:
-            raise check.fail(
-                f"tensorrt.dla_core = {table['dla_core']} needs a fixed batch (batch.min = batch.opt = batch.max): "
-                f"the DLA does not support dynamic shapes (got {batch['min']}/{batch['opt']}/{batch['max']})"
-            )
-    return TensorRTSettings(**table)
+    where = _display(path)
+    if "source" in data:  # a field of Profile, filled from the path below: never read from the file
+        raise EdgepruneError(f"{where}: unknown key 'source' (known: {_known_keys(())})")
+    try:
+        return _PROFILE.validate_python({**data, "source": path})
+    except ValidationError as exc:
+        problems = dict.fromkeys(_describe(error) for error in exc.errors())  # in the schema's order, each once
+        raise EdgepruneError("\n".join(f"{where}: {problem}" for problem in problems)) from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -315,18 +333,5 @@ def list_profiles() -> list[Profile]:
 
 def profile_to_toml(profile: Profile) -> str:
     """The profile as TOML text that `load_profile` reads back to an equal Profile."""
-
-    def fmt(value: Any) -> str:
-        if isinstance(value, str):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return repr(value)
-
-    lines = [f"name = {fmt(profile.name)}", f"description = {fmt(profile.description)}"]
-    sections: list[tuple[str, Any]] = [("backend", profile.backend), ("batch", profile.batch)]
-    if profile.tensorrt is not None:
-        sections.append(("tensorrt", profile.tensorrt))
-    sections.append(("gate", profile.gate))
-    for title, obj in sections:
-        lines += ["", f"[{title}]"]
-        lines += [f"{key} = {fmt(getattr(obj, key))}" for key in _SCHEMA[title] if getattr(obj, key) is not None]
-    return "\n".join(lines) + "\n"
+    data = _PROFILE.dump_python(profile, mode="json", exclude={"source"}, exclude_none=True)
+    return tomli_w.dumps(data)

@@ -79,6 +79,10 @@ TARGETS: dict[str, Target] = {
             description="onnxruntime CPU with the graph pre-optimised offline",
         ),
         Target(
+            "ort-cpu-fp16", precision="fp16", builder="ort-fp16", **_ORT_CPU,
+            description="onnxruntime CPU running the float16 graph (checks fp16 accuracy without a GPU)",
+        ),
+        Target(
             "ort-cpu-int8", precision="int8", builder="ort-int8", **_ORT_CPU,
             description="onnxruntime CPU, static QDQ INT8 (source-calibrated)",
         ),
@@ -98,6 +102,7 @@ TARGETS: dict[str, Target] = {
 
 
 DEFAULT_TARGET = "ort-cpu"  # without --target or a profile
+PRECISIONS = ("fp32", "fp16", "int8")  # every Target.precision, widest first
 
 
 def resolve_target(name: str) -> Target:

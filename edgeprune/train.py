@@ -105,6 +105,76 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+@dataclass
+class _Optimisation:
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+
+
+def _optimisation(model: nn.Module, config: TrainConfig, total_steps: int, device: torch.device) -> _Optimisation:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, int(total_steps * config.warmup_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    return _Optimisation(optimizer, schedule, scaler)
+
+
+def _resume(
+    checkpoint: Path, model: nn.Module, opt: _Optimisation, device: torch.device
+) -> tuple[list[dict[str, float]], int]:
+    """The history and finished epochs of an interrupted attempt, with model and optimiser state restored."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.optimizer.load_state_dict(state["optimizer"])
+        opt.schedule.load_state_dict(state["schedule"])
+    except Exception as exc:
+        raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
+    return state["history"], state["epoch"]
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    steps: int,
+    opt: _Optimisation,
+    config: TrainConfig,
+    teacher: nn.Module | None,
+    advance: Any,
+) -> dict[str, float]:
+    device = next(model.parameters()).device
+    model.train()
+    seen, loss_sum, correct = 0, 0.0, 0
+    for step, (x, y) in enumerate(loader):
+        if step >= steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device):
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+            logits = model(x)
+            loss = training_loss(logits, y, config, teacher_logits)
+        opt.step(loss)
+        seen += len(y)
+        loss_sum += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        advance(1, status=f"loss {loss_sum / seen:.3f}")
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+
 def fine_tune(
     model: nn.Module,
     train_loader: DataLoader,
@@ -123,75 +193,29 @@ def fine_tune(
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
-    steps_per_epoch = len(train_loader)
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total = config.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total, max(1, int(total * config.warmup_fraction)))
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    steps_per_epoch = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
+    opt = _optimisation(model, config, config.epochs * steps_per_epoch, device)
     history: list[dict[str, float]] = []
     start_epoch = 0
     if resume and checkpoint.exists():
-        try:
-            state = torch.load(checkpoint, map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-        except Exception as exc:
-            raise EdgepruneError(
-                f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again"
-            ) from None
-        history, start_epoch = state["history"], state["epoch"]
+        history, start_epoch = _resume(checkpoint, model, opt, device)
         reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
     torch.manual_seed(config.seed + start_epoch)
-
     for epoch in range(start_epoch, config.epochs):
-        model.train()
-        seen, loss_sum, correct = 0, 0.0, 0
         with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
-            for step, (x, y) in enumerate(train_loader):
-                if step >= steps_per_epoch:
-                    break
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with _autocast(device):
-                    teacher_logits = None
-                    if teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(x)
-                    logits = model(x)
-                    loss = training_loss(logits, y, config, teacher_logits)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                advance(1, status=f"loss {loss_sum / seen:.3f}")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+            record = {
+                "epoch": epoch + 1,
+                **_train_epoch(model, train_loader, steps_per_epoch, opt, config, teacher, advance),
+            }
         if val_loader is not None:
             record["val_accuracy"] = accuracy(*predict(model, val_loader, device))
-            model.train()
         history.append(record)
         reporter.info(
             f"{label} epoch {epoch + 1}: loss {record['train_loss']:.3f}, train acc {record['train_accuracy']:.3f}"
             + (f", val acc {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
         )
-        _save_checkpoint(
-            checkpoint,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "config": asdict(config),
-            },
-        )
+        state = {"model": model.state_dict(), **opt.state(), "epoch": epoch + 1, "history": history}
+        _save_checkpoint(checkpoint, {**state, "config": asdict(config)})
     model.cpu().eval()
     if teacher is not None:
         teacher.cpu()

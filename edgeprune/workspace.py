@@ -16,13 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeprune.errors import EdgepruneError
+
+if TYPE_CHECKING:
+    from edgeprune.results import BenchReport, BuildRecord, ParityReport, PruneReport, StageMetrics
 
 DEFAULT_WORKSPACE = Path("edgeprune-runs")
 LATEST_FILE = "LATEST"
 MANIFEST_FILE = "run.json"
+PRUNE_REPORT_FILE = "prune_report.json"
+METRICS_FILE = "metrics.json"
+PARITY_FILE = "parity.json"
+BUILD_FILE = "build.json"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -135,6 +142,47 @@ class Run:
         if not path.is_dir():
             raise EdgepruneError(f"run '{self.name}' has no {name}/ stage yet: {hint}")
         return path
+
+    # The stages' results, by name (the file layout of DESIGN.md stays in this class).
+
+    def prune_report(self) -> PruneReport:
+        from edgeprune.results import PruneReport
+
+        return PruneReport.read(self.stage("pruned") / PRUNE_REPORT_FILE)
+
+    def metrics(self, stage: str) -> StageMetrics:
+        from edgeprune.results import StageMetrics
+
+        return StageMetrics.read(self.stage(stage) / METRICS_FILE)
+
+    def parity(self) -> ParityReport:
+        from edgeprune.results import ParityReport
+
+        return ParityReport.read(self.stage("export") / PARITY_FILE)
+
+    def engine_dir(self, target: str) -> Path:
+        return self.stage("engines") / target
+
+    def build_record_path(self, target: str) -> Path:
+        return self.engine_dir(target) / BUILD_FILE
+
+    def build_record(self, target: str) -> BuildRecord:
+        from edgeprune.results import BuildRecord
+
+        return BuildRecord.read(self.build_record_path(target))
+
+    def bench_path(self, target: str, domain: str, suffix: str = ".json") -> Path:
+        return self.stage("bench") / f"{target}-{domain}{suffix}"
+
+    def bench_report(self, target: str, domain: str) -> BenchReport:
+        from edgeprune.results import BenchReport
+
+        return BenchReport.read(self.bench_path(target, domain))
+
+    def bench_reports(self) -> list[BenchReport]:
+        from edgeprune.results import BenchReport
+
+        return [BenchReport.read(p) for p in sorted(self.stage("bench").glob("*.json"))]
 
 
 class Workspace:

@@ -74,12 +74,12 @@ def main() -> None:
                 report = prune_model(model, spec.timm_name, PruneConfig(args.metric, ratio, args.prune_heads), calib)
                 prune_s = time.perf_counter() - start
                 ms = latency_ms(model, folder, f"{alias}-{ratio}", args.threads, args.iterations)
-                macs_ratio = base_macs / report["macs"]["after"]
+                macs_ratio = base_macs / report.macs.after
                 speedup = base_ms / ms
                 paper = PAPER_SPEEDUP_AT_HALF.get(alias, "-") if ratio == 0.5 else "-"
                 rows.append(
-                    f"| {spec.timm_name} | {ratio} | {report['macs']['after'] / 1e9:.2f} "
-                    f"| {report['params']['after'] / 1e6:.1f} | {macs_ratio:.2f}x | {ms:.1f} | {speedup:.2f}x "
+                    f"| {spec.timm_name} | {ratio} | {report.macs.after / 1e9:.2f} "
+                    f"| {report.params.after / 1e6:.1f} | {macs_ratio:.2f}x | {ms:.1f} | {speedup:.2f}x "
                     f"| {speedup / macs_ratio:.0%} | {paper} |"
                 )
                 print(f"{alias} {ratio}: pruned in {prune_s:.1f}s, {ms:.1f} ms vs {base_ms:.1f} ms", flush=True)

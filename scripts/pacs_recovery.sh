@@ -41,17 +41,17 @@ for row in $rows; do
 done
 # shellcheck disable=SC2046  # one run name per row
 python3 - "$workspace" "$domain" "$steps" "$base" $(for row in $rows; do name_of "$row"; done) <<'PY'
-import json, sys
+import sys
 from pathlib import Path
-ws, domain, steps, base, runs = Path(sys.argv[1]), *sys.argv[2:5], sys.argv[5:]
-read = lambda run, stage: json.loads((ws / run / stage / "metrics.json").read_text())
-b = read(base, "baseline")
-print(f"baseline: {domain} {b['held_out_accuracy']:.4f}, source val {b['source_val_accuracy']:.4f}")
+from edgeprune.workspace import Workspace
+ws, domain, steps, base, runs = Workspace(Path(sys.argv[1])), *sys.argv[2:5], sys.argv[5:]
+b = ws.get_run(base).metrics("baseline")
+print(f"baseline: {domain} {b.held_out_accuracy:.4f}, source val {b.source_val_accuracy:.4f}")
 print(f"| run | MACs kept | {domain} right after pruning | {domain} after fine-tune ({steps} steps) | source val |")
 print("|---|---|---|---|---|")
-for run in runs:
-    report = json.loads((ws / run / "pruned" / "prune_report.json").read_text())
-    p, f = read(run, "pruned"), read(run, "finetuned")
-    print(f"| {run} | {report['achieved']['macs_kept']:.3f} | {p['held_out_accuracy']:.4f} | "
-          f"{f['held_out_accuracy']:.4f} | {f['source_val_accuracy']:.4f} |")
+for name in runs:
+    run = ws.get_run(name)
+    p, f = run.metrics("pruned"), run.metrics("finetuned")
+    print(f"| {name} | {run.prune_report().achieved.macs_kept:.3f} | {p.held_out_accuracy:.4f} | "
+          f"{f.held_out_accuracy:.4f} | {f.source_val_accuracy:.4f} |")
 PY

@@ -98,14 +98,12 @@ def main() -> None:
         row = {
             "name": name,
             "config": values,
-            "macs_kept": round(report["achieved"]["macs_kept"], 4),
-            "units_removed": round(report["achieved"]["units_removed"], 4),
+            "macs_kept": round(report.achieved.macs_kept, 4),
+            "units_removed": round(report.achieved.units_removed, 4),
             "held_out": round(held, 4),
             "source_val": round(source, 4),
-            "embed": report["blocks"][0]["after"]["embed_dim"],
-            "widths": [
-                (b["after"]["heads"], b["after"]["head_dim"], b["after"]["mlp_hidden"]) for b in report["blocks"]
-            ],
+            "embed": report.blocks[0].after.embed_dim,
+            "widths": [(b.after.heads, b.after.head_dim, b.after.mlp_hidden) for b in report.blocks],
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(json.dumps(row), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 # No test may reach the network or the user's cache: set before timm / huggingface_hub are imported.
@@ -43,22 +44,63 @@ def tiny_request(data: Path, **overrides: object):
         calib_batches=1,
         batch_size=16,
         lr=1e-3,
+        workers=0,  # tiny data: worker processes would cost more than they save
     )
     values.update(overrides)
     return PruneRequest(**values)
 
 
+def _snapshot(root: Path) -> dict[str, str]:
+    from edgeprune.workspace import file_sha256
+
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, builtin_root: Path):
-    """A complete prune -> export (ort-cpu) run in its own workspace."""
+def tiny_checkpoint(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ViT (vit-micro's shape, fitted on source domains only) as a .safetensors checkpoint."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, builtin_root: Path, tiny_checkpoint: Path):
+    """A complete prune -> export (ort-cpu) run in its own workspace, shared by the session: READ ONLY.
+
+    It starts from the tiny ViT's checkpoint, not from random weights: a random-init model trained for two steps
+    gives every held-out image the same class, and agreement or accuracy checks on a constant predictor measure
+    nothing. The fine-tuning learning rate is low enough that the pruned model keeps distinct predictions.
+
+    Tests that write into a run (bench reports, prediction caches, new engines, runs beside it, LATEST) take
+    `run_copy` instead. At the end of the session the workspace must be exactly as built, file for file.
+    """
     from edgeprune.pipeline.export import ExportRequest, run_export
     from edgeprune.pipeline.prune import run_prune
     from edgeprune.workspace import Workspace
 
     workspace = Workspace(tmp_path_factory.mktemp("workspace"))
-    run = run_prune(tiny_request(builtin_root), workspace, run_name="tiny")
+    request = tiny_request(builtin_root, random_init=False, checkpoint=tiny_checkpoint, baseline_epochs=0, lr=1e-4)
+    run = run_prune(request, workspace, run_name="tiny")
     run_export(workspace, ExportRequest(target="ort-cpu", parity_images=16), run.name)
-    return workspace, run
+    built = _snapshot(workspace.root)
+    yield workspace, run
+    now = _snapshot(workspace.root)
+    changed = sorted(k for k in built.keys() | now.keys() if built.get(k) != now.get(k))
+    assert not changed, f"tests wrote into the shared finished_run (use run_copy): {changed}"
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path: Path):
+    """A private copy of finished_run's workspace (same run name, same LATEST) for a test that writes into it."""
+    from edgeprune.workspace import Workspace
+
+    workspace, run = finished_run
+    copy = Workspace(tmp_path / "workspace")
+    shutil.copytree(workspace.root, copy.root)
+    return copy, copy.get_run(run.name)
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,38 @@ def test_interrupted_generation_leaves_previous_state(tmp_path: Path) -> None:
         generate_builtin(root, images_per_class=2, size=16, progress=interrupt)
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
     assert json.loads((root / MARKER).read_text())["images_per_class"] == 1
+
+
+def _fail_final_swap(monkeypatch: pytest.MonkeyPatch, before: Callable[[Path, Path], None] = lambda s, d: None) -> None:
+    """Make the rename of the finished temporary folder onto the data set's root fail."""
+    real_replace = os.replace
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if ".tmp-" in Path(src).name:
+            before(Path(src), Path(dst))
+            raise OSError("simulated failure of the final rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_failed_swap_puts_previous_content_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = generate_builtin(tmp_path / "ds", images_per_class=1, size=16)
+    _fail_final_swap(monkeypatch)
+    with pytest.raises(OSError, match="simulated"):
+        generate_builtin(root, images_per_class=2, size=16)
+    assert json.loads((root / MARKER).read_text())["images_per_class"] == 1
+    assert len(_pngs(root)) == len(DOMAINS) * len(CLASSES)
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_same_data_set_put_in_place_concurrently_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = generate_builtin(tmp_path / "ds", images_per_class=1, size=16)
+    _fail_final_swap(monkeypatch, before=lambda src, dst: shutil.copytree(src, dst))  # another run won the race
+    assert generate_builtin(root, images_per_class=2, size=16) == root
+    assert json.loads((root / MARKER).read_text())["images_per_class"] == 2
+    assert len(_pngs(root)) == 2 * len(DOMAINS) * len(CLASSES)
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="stale-folder clean-up checks process ids on POSIX only")

@@ -8,13 +8,18 @@ import onnx
 import pytest
 import torch
 
+from edgeprune.data.loaders import ImageDataset, data_config, eval_transform
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.quantize import image_digest
 from edgeprune.export.runners import OrtRunner
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.bench import BenchRequest, run_bench
+from edgeprune.pipeline.context import RunData
 from edgeprune.pipeline.export import ExportRequest, run_export
 from edgeprune.pipeline.prune import resume_prune, run_prune
-from edgeprune.workspace import Workspace, file_sha256, read_json
+from edgeprune.profiles import load_profile
+from edgeprune.progress import Reporter
+from edgeprune.workspace import Run, Workspace, file_sha256, read_json
 from tests.conftest import tiny_request
 
 BENCH_KEYS = {
@@ -33,6 +38,48 @@ BENCH_KEYS = {
 }
 
 
+def _split(run: Run):
+    return RunData.from_manifest(run.manifest(), Reporter()).split
+
+
+def _images(run: Run, samples) -> tuple[torch.Tensor, np.ndarray]:
+    """`samples` preprocessed as the run's models take them (one batch), and their labels."""
+    dataset = ImageDataset(samples, eval_transform(data_config(load_model(run.stage("finetuned")))))
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([x for x, _ in items]), np.array([y for _, y in items])
+
+
+@torch.no_grad()
+def _torch_top1(run: Run, stage: str, images: torch.Tensor) -> np.ndarray:
+    return load_model(run.stage(stage)).eval()(images).argmax(1).numpy()
+
+
+def _bench(workspace: Workspace, run: Run, request: BenchRequest) -> dict:
+    """Bench, and return the report as saved (bench/<target>-<domain>.json)."""
+    run_bench(workspace, request, run.name)
+    return read_json(run.stage("bench") / f"{request.target or 'ort-cpu'}-{request.domain or 'sketch'}.json")
+
+
+def _check_recorded_accuracy(run: Run, report: dict, engine: str, baseline_engine: str) -> None:
+    """Every accuracy and agreement of a held-out bench report, recomputed here from the models and engines."""
+    images, labels = _images(run, _split(run).test)
+    preds = {
+        "baseline": _torch_top1(run, "baseline", images),
+        "pruned_torch": _torch_top1(run, "finetuned", images),
+        "engine": OrtRunner(run.dir / engine).run(images.numpy()).argmax(1),
+        "baseline_engine": OrtRunner(run.dir / baseline_engine).run(images.numpy()).argmax(1),
+    }
+    assert report["images"] == len(labels) == 42
+    # Agreement and accuracy of a constant predictor would measure nothing: the run's models vary their answers.
+    assert min(len(set(p.tolist())) for p in preds.values()) >= 3, preds
+    for name, top1 in preds.items():
+        assert report["accuracy"][name] == pytest.approx((top1 == labels).sum() / len(labels), abs=1e-12), name
+    assert report["agreement"] == pytest.approx((preds["engine"] == preds["pruned_torch"]).mean(), abs=1e-12)
+    assert report["baseline_agreement"] == pytest.approx(
+        (preds["baseline_engine"] == preds["baseline"]).mean(), abs=1e-12
+    )
+
+
 def test_run_directory_layout(finished_run) -> None:
     workspace, run = finished_run
     manifest = run.manifest()
@@ -40,10 +87,14 @@ def test_run_directory_layout(finished_run) -> None:
     assert manifest["data"]["target_domain"] == "sketch"
     assert manifest["split"]["test"] == 42
     assert set(manifest["stages"]) == {"baseline", "pruned", "finetuned"}
+    images, labels = _images(run, _split(run).test)
     for stage in ("baseline", "pruned", "finetuned"):
         assert (run.stage(stage) / "model.safetensors").exists()
         metrics = read_json(run.stage(stage) / "metrics.json")
-        assert 0.0 <= metrics["held_out_accuracy"] <= 1.0
+        # The held-out accuracy is that of the stage's saved model on the 42 sketches, recomputed here.
+        correct = (_torch_top1(run, stage, images) == labels).sum()
+        assert metrics["held_out_domain"] == "sketch"
+        assert metrics["held_out_accuracy"] == pytest.approx(correct / len(labels), abs=1e-12), stage
     report = read_json(run.stage("pruned") / "prune_report.json")
     assert report["macs"]["after"] < report["macs"]["before"]
     assert len(report["blocks"]) == 4
@@ -69,29 +120,31 @@ def test_onnx_export_and_parity(finished_run) -> None:
     assert build["target"] == "ort-cpu" and set(build["engines"]) == {"model", "baseline"}
 
 
-def test_bench_report(finished_run) -> None:
-    workspace, run = finished_run
-    _, report = run_bench(workspace, BenchRequest(iterations=5, warmup=1), run.name)
+def test_bench_report(run_copy) -> None:
+    workspace, run = run_copy
+    _, returned = run_bench(workspace, BenchRequest(iterations=5, warmup=1), run.name)
+    report = json.loads((run.stage("bench") / "ort-cpu-sketch.json").read_text())
     assert set(report) >= BENCH_KEYS
-    assert set(report["accuracy"]) >= {"baseline", "pruned_torch", "engine"}
     assert set(report["latency_ms"]) >= {"p50", "p90", "p99", "mean"}
     assert report["agreement"] >= 0.99 and report["gate"]["passed"]
+    _check_recorded_accuracy(run, report, "engines/ort-cpu/model.onnx", "engines/ort-cpu/baseline.onnx")
+    assert report["speedup"] == pytest.approx(report["baseline_latency_ms"]["p50"] / report["latency_ms"]["p50"])
     assert report["macs"]["pruned"] < report["macs"]["baseline"]
     assert report["domain"] == "sketch" and not report["domain_seen_in_training"]
-    saved = json.loads((run.stage("bench") / "ort-cpu-sketch.json").read_text())
-    assert saved["accuracy"] == report["accuracy"]
+    returned = returned.to_json() if hasattr(returned, "to_json") else returned  # a typed report, or its dict
+    assert returned["accuracy"] == report["accuracy"] and returned["gate"] == report["gate"]
     assert "| MACs / image |" in (run.stage("bench") / "report.md").read_text()
 
 
-def test_bench_on_a_source_domain_says_so(finished_run) -> None:
-    workspace, run = finished_run
-    _, report = run_bench(workspace, BenchRequest(domain="photo", iterations=2, warmup=0, max_images=10), run.name)
+def test_bench_on_a_source_domain_says_so(run_copy) -> None:
+    workspace, run = run_copy
+    report = _bench(workspace, run, BenchRequest(domain="photo", iterations=2, warmup=0, max_images=10))
     assert report["domain_seen_in_training"] and report["images"] == 10
 
 
-def test_failed_gate_is_reported(finished_run) -> None:
-    workspace, run = finished_run
-    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, max_drop=-1.0), run.name)
+def test_failed_gate_is_reported(run_copy) -> None:
+    workspace, run = run_copy
+    report = _bench(workspace, run, BenchRequest(iterations=2, warmup=0, max_drop=-1.0))
     assert not report["gate"]["passed"] and "baseline" in report["gate"]["reasons"][0]
 
 
@@ -119,8 +172,8 @@ def test_resume_finishes_an_interrupted_run(builtin_root, tmp_path) -> None:
     assert resumed.has_stage("finetuned")
 
 
-def test_baseline_is_reused_from_another_run(finished_run, builtin_root) -> None:
-    workspace, run = finished_run
+def test_baseline_is_reused_from_another_run(run_copy, builtin_root) -> None:
+    workspace, run = run_copy
     reuse = run_prune(
         tiny_request(builtin_root, metric="random", baseline_run=run.name, epochs=0), workspace, run_name="reuse"
     )
@@ -130,22 +183,62 @@ def test_baseline_is_reused_from_another_run(finished_run, builtin_root) -> None
     assert reuse.manifest()["stages"]["baseline"]["reused_from"] == run.name
     assert read_json(reuse.stage("baseline") / "metrics.json") == read_json(run.stage("baseline") / "metrics.json")
     assert read_json(reuse.stage("pruned") / "prune_report.json")["metric"] == "random"
-    workspace.set_latest(run)
+    assert workspace.latest_name() == "reuse"
 
 
-def test_int8_engine_is_calibrated_on_sources_and_benchmarked(finished_run) -> None:
-    workspace, run = finished_run
-    _, _, build = run_export(workspace, ExportRequest(target="ort-cpu-int8", profile="cpu-x86"), run.name)
-    assert build["profile"] == "cpu-x86" and "sketch" not in build["calibration"]["domains"]
-    for name in ("model", "baseline"):
-        assert build["quantization"][name]["agreement_with_fp32"]["samples"] > 0
-    _, report = run_bench(workspace, BenchRequest(target="ort-cpu-int8", iterations=3, warmup=1), run.name)
-    assert report["speedup_over_fp32"] > 0 and report["gate"]["thresholds"]["min_agreement"] == 0.97
+def test_int8_engine_is_calibrated_on_sources_and_benchmarked(run_copy) -> None:
+    workspace, run = run_copy
+    run_export(workspace, ExportRequest(target="ort-cpu-int8", profile="cpu-x86"), run.name)
+    build = read_json(run.stage("engines") / "ort-cpu-int8" / "build.json")
+    assert build["profile"] == "cpu-x86" and set(build["quantization"]) == {"model", "baseline"}
+
+    # Calibrated on source images only, judged by the images the quantizer actually read: every digest it
+    # recorded is that of a source-domain training image, none that of a held-out sketch.
+    split = _split(run)
+    digests = {
+        name: {image_digest(x) for x in _images(run, samples)[0]}
+        for name, samples in (("train", split.train), ("held_out", split.test))
+    }
+    domain_of = {
+        image_digest(x): path.parent.parent.name
+        for x, (path, _) in zip(_images(run, split.train)[0], split.train, strict=True)
+    }
+    for name, quantization in build["quantization"].items():
+        used = quantization["calibration_sha256"]
+        assert len(used) == quantization["calibration_images"] == build["calibration"]["images"] > 0, name
+        assert set(used) <= digests["train"] and not set(used) & digests["held_out"], name
+        # build.json names the domains of the images drawn, not the run's source list
+        assert build["calibration"]["domains"] == sorted({domain_of[d] for d in used}), name
+        # INT8 agrees with fp32 on the held-out images: the int8 tolerance (0.97), on every check image.
+        fp32 = quantization["agreement_with_fp32"]
+        assert fp32["samples"] == 42 and fp32["top1_agreement"] >= 0.97, (name, fp32)
+
+    report = _bench(workspace, run, BenchRequest(target="ort-cpu-int8", profile="cpu-x86", iterations=3, warmup=1))
+    _check_recorded_accuracy(run, report, "engines/ort-cpu-int8/model.onnx", "engines/ort-cpu-int8/baseline.onnx")
+    assert report["agreement"] >= 0.97 and report["baseline_agreement"] >= 0.97, report
+    # The speed-up over fp32 is what it says: fp32 ONNX p50 over INT8 p50, both measured in this report.
+    assert report["speedup_over_fp32"] == pytest.approx(report["fp32_latency_ms"]["p50"] / report["latency_ms"]["p50"])
+    # The gate holds the profile's thresholds, and its verdict follows from them and the report's numbers.
+    gate, profile, accuracy = report["gate"], load_profile("cpu-x86"), report["accuracy"]
+    assert gate["thresholds"] == {
+        "min_agreement": 0.97,
+        "max_engine_drop": 0.01,
+        "max_baseline_drop": profile.gate.max_accuracy_drop,
+        "latency_budget_ms": profile.gate.latency_budget_ms,
+    }
+    failures = [
+        report["agreement"] < 0.97,
+        accuracy["pruned_torch"] - accuracy["engine"] > 0.01,
+        accuracy["baseline"] - accuracy["engine"] > profile.gate.max_accuracy_drop,
+        report["latency_ms"]["p50"] > profile.gate.latency_budget_ms,
+    ]
+    assert gate["passed"] == (not any(failures)) and len(gate["reasons"]) == sum(failures), (gate, failures)
 
 
-def test_tensorrt_target_without_tensorrt_writes_a_bundle(finished_run) -> None:
-    workspace, run = finished_run
-    _, _, build = run_export(workspace, ExportRequest(target="trt-fp16", profile="jetson-orin-nano"), run.name)
+def test_tensorrt_target_without_tensorrt_writes_a_bundle(run_copy) -> None:
+    workspace, run = run_copy
+    run_export(workspace, ExportRequest(target="trt-fp16", profile="jetson-orin-nano"), run.name)
+    build = read_json(run.stage("engines") / "trt-fp16" / "build.json")
     bundle = run.dir / build["engines"]["model"]["bundle"]
     assert {"model.onnx", "model.fp16.onnx", "profile.toml", "build.sh", "manifest.json"} <= {
         p.name for p in bundle.iterdir()
@@ -185,23 +278,23 @@ def test_failed_parity_is_not_forgotten(finished_run, tmp_path) -> None:
         run_export(Workspace(tmp_path), ExportRequest(), "copy")
 
 
-def test_baseline_run_must_hold_the_same_model(finished_run, builtin_root) -> None:
-    workspace, run = finished_run
+def test_baseline_run_must_hold_the_same_model(run_copy, builtin_root) -> None:
+    workspace, run = run_copy
     with pytest.raises(EdgepruneError, match="not the deit_tiny_patch16_224"):
         run_prune(tiny_request(builtin_root, model="deit-micro", baseline_run=run.name), workspace, run_name="x")
     assert "x" not in workspace.list_runs()
 
 
-def test_bench_finds_moved_data_with_data_option(finished_run, builtin_root, tmp_path) -> None:
-    workspace, run = finished_run
+def test_bench_finds_moved_data_with_data_option(run_copy, builtin_root, tmp_path) -> None:
+    workspace, run = run_copy
     moved = tmp_path / "moved"
     shutil.copytree(builtin_root, moved)
-    _, report = run_bench(workspace, BenchRequest(iterations=2, warmup=0, data=moved), run.name)
+    report = _bench(workspace, run, BenchRequest(iterations=2, warmup=0, data=moved))
     assert report["images"] == 42 and report["gate"]["passed"]
 
 
-def test_iterative_pruning_with_distillation(finished_run, builtin_root) -> None:
-    workspace, run = finished_run
+def test_iterative_pruning_with_distillation(run_copy, builtin_root) -> None:
+    workspace, run = run_copy
     request = tiny_request(
         builtin_root, baseline_run=run.name, target_macs=0.5, steps=2, recovery_steps=1, distill=True
     )
@@ -213,4 +306,3 @@ def test_iterative_pruning_with_distillation(finished_run, builtin_root) -> None
     assert read_json(steps.stage("finetuned") / "metrics.json")["distillation"]["teacher"] == "baseline"
     plain = run_prune(tiny_request(builtin_root, baseline_run=run.name), workspace, run_name="plain")
     assert plain.manifest()["distillation"] is None
-    workspace.set_latest(run)

@@ -1,6 +1,8 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.profiles import (
@@ -9,6 +11,8 @@ from edgeprune.profiles import (
     load_profile,
     profile_to_toml,
     read_profile_file,
+    tomllib,
+    version_tuple,
 )
 
 SHIPPED = {"jetson-orin-nano", "jetson-agx-orin", "server-gpu", "cpu-x86", "cpu-arm64"}
@@ -65,11 +69,40 @@ def test_load_by_name_and_by_path_agree(tmp_path: Path) -> None:
     assert read_profile_file(_write(tmp_path, profile_to_toml(by_name), "copy")) == by_name
 
 
+def test_every_shipped_profile_round_trips_through_toml(tmp_path: Path) -> None:
+    for profile in list_profiles():
+        assert profile.source is not None
+        text = profile_to_toml(profile)
+        assert tomllib.loads(text) == tomllib.loads(profile.source.read_text())  # the same keys and values
+        again = read_profile_file(_write(tmp_path, text, profile.name))
+        assert again == profile and profile_to_toml(again) == text
+
+
 def test_version_range_semantics(tmp_path: Path) -> None:
     trt = read_profile_file(_write(tmp_path, VALID)).tensorrt
     assert trt is not None
     assert trt.accepts("10.3") and trt.accepts("10.16.0") and trt.accepts("11.4.1.post1")
     assert not trt.accepts("10.2.9") and not trt.accepts("12.0") and not trt.accepts("8.6.1")
+    assert str(trt.specifier) == "<11.100,>=10.3"
+    assert trt.accepts("11.99.5rc1") and not trt.accepts("10.3rc1") and not trt.accepts("11.100.0rc1")
+    whole_major = dataclasses.replace(trt, version_min="10", version_max="10")
+    assert whole_major.accepts("10.16.1") and not whole_major.accepts("11.0")
+    with pytest.raises(ValueError):
+        trt.accepts("ten")
+    assert version_tuple("10.3.0.30") == (10, 3, 0, 30) and version_tuple("10.3.0.post1") == (10, 3, 0)
+    with pytest.raises(ValueError, match="not a version number"):
+        version_tuple("ten")
+
+
+def test_replace_validates_again() -> None:
+    profile = load_profile("server-gpu")
+    assert profile.tensorrt is not None
+    wider = dataclasses.replace(profile, tensorrt=dataclasses.replace(profile.tensorrt, version_min="10.0"))
+    assert wider.tensorrt is not None and wider.tensorrt.accepts("10.0.1") and wider != profile
+    with pytest.raises(ValidationError, match="batch.opt = 500 is larger than batch.max = 128"):
+        dataclasses.replace(profile.batch, opt=500)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.name = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -92,6 +125,10 @@ def test_version_range_semantics(tmp_path: Path) -> None:
         ('name = "test-device"', 'name = "Test Device"', "must be lower-case letters"),
         ('description = "a test device"\n', 'description = "a test device"\nvendor = "x"\n', "unknown key 'vendor'"),
         ("[gate]", "[gates]", "unknown key 'gates'"),
+        ('description = "a test device"\n', 'description = "a test device"\nsource = "x"\n', "unknown key 'source'"),
+        ("[tensorrt]", "[[tensorrt]]", "'tensorrt' must be a table ([tensorrt]), got [{'workspace_mib': 1024"),
+        ("latency_budget_ms = 20.0", 'latency_budget_ms = "20"', "gate.latency_budget_ms must be a number (got '20')"),
+        ('version_max = "11.99"', 'version_max = "11.99rc1"', "tensorrt.version_max = '11.99rc1' is not a version"),
     ],
 )
 def test_invalid_profiles_name_file_key_and_problem(tmp_path: Path, old: str, new: str, message: str) -> None:
@@ -101,6 +138,20 @@ def test_invalid_profiles_name_file_key_and_problem(tmp_path: Path, old: str, ne
         read_profile_file(path)
     assert message in str(err.value)
     assert str(err.value).startswith(str(path)) or str(err.value).startswith("test-device.toml")
+
+
+def test_every_problem_is_reported_on_a_line_naming_the_file(tmp_path: Path) -> None:
+    text = VALID.replace("max = 4", 'max = "4"').replace("workspace_mib = 1024", "worksp = 1024")
+    with pytest.raises(EdgepruneError) as err:
+        read_profile_file(_write(tmp_path, text))
+    lines = str(err.value).splitlines()
+    assert all(line.startswith((str(tmp_path), "test-device.toml")) for line in lines)
+    assert [line.split(".toml: ", 1)[1] for line in lines] == [
+        "batch.max must be an integer (got '4')",
+        "missing key 'tensorrt.workspace_mib'",
+        "unknown key 'tensorrt.worksp' (known: tensorrt.workspace_mib, tensorrt.dla_core, tensorrt.version_min, "
+        "tensorrt.version_max)",
+    ]
 
 
 def test_dla_profile_needs_fixed_batch_and_reduced_precision(tmp_path: Path) -> None:

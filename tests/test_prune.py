@@ -73,12 +73,12 @@ def test_every_family_prunes_with_heads_and_exports(family: str, tmp_path: Path)
     # At 0.8 head dims alone cannot meet the budget (a head keeps at least 4 of its 12 dims): whole heads go too.
     model, report = _pruned(spec, metric="hessian", ratio=0.8, prune_heads=True, round_to=4)
     _assert_consistent(model)
-    assert report["macs"]["after"] < report["macs"]["before"] and report["macs"]["after"] == count_macs(model)
-    for block in report["blocks"]:
-        assert block["after"]["heads"] >= 1
-        assert all(block["after"][k] % 4 == 0 for k in ("embed_dim", "head_dim", "mlp_hidden")), block
-    assert sum(b["after"]["heads"] for b in report["blocks"]) < sum(b["before"]["heads"] for b in report["blocks"])
-    assert abs(report["units"]["removed_fraction"] - 0.8) <= 0.02
+    assert report.macs.after < report.macs.before and report.macs.after == count_macs(model)
+    for block in report.blocks:
+        assert block.after.heads >= 1
+        assert all(getattr(block.after, k) % 4 == 0 for k in ("embed_dim", "head_dim", "mlp_hidden")), block
+    assert sum(b.after.heads for b in report.blocks) < sum(b.before.heads for b in report.blocks)
+    assert abs(report.units.removed_fraction - 0.8) <= 0.02
     save_model(model, tmp_path / "m", spec.timm_name, dict(spec.create_kwargs, num_classes=7))
     loaded = load_model(tmp_path / "m")
     export_onnx(loaded, tmp_path / "m.onnx")
@@ -91,11 +91,11 @@ def test_every_family_prunes_with_heads_and_exports(family: str, tmp_path: Path)
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_larger_ratio_gives_a_smaller_model(family: str) -> None:
-    macs = [_pruned(FAMILIES[family], metric="l2", ratio=r)[1]["macs"]["after"] for r in (0.5, 0.75, 0.9)]
+    macs = [_pruned(FAMILIES[family], metric="l2", ratio=r)[1].macs.after for r in (0.5, 0.75, 0.9)]
     assert macs[0] > macs[1] > macs[2]
     # This 48-wide model reaches 0.95 only below the floors (8 embedding channels, 4 dims a head): ask for it.
     model, report = _pruned(FAMILIES[family], metric="l2", ratio=0.95, allow_narrow=True)
-    assert report["achieved"]["macs_kept"] < 0.05
+    assert report.achieved.macs_kept < 0.05
     _assert_consistent(model)
 
 
@@ -113,7 +113,7 @@ def test_beit_attention_and_embedding_really_shrink() -> None:
 @pytest.mark.parametrize(("target", "measure"), [("target_macs", "macs"), ("target_params", "params")])
 def test_target_fraction_is_reached_within_3_percent(target: str, measure: str) -> None:
     _, report = _pruned(FAMILIES["deit"], metric="l1", **{target: 0.4})
-    kept = report[measure]["after"] / report[measure]["before"]
+    kept = getattr(report, measure).kept
     assert abs(kept / 0.4 - 1) <= 0.03, kept
 
 
@@ -126,8 +126,8 @@ def test_every_metric_on_the_micro_models(metric: str) -> None:
         config = PruneConfig(metric=metric, ratio=0.5, normalization="mean")  # every group shrinks
         report = prune_model(model, spec.timm_name, config, batches)
         _assert_consistent(model, 64)
-        assert report["macs"]["after"] < 0.6 * report["macs"]["before"]
-        assert report["params"]["after"] == count_params(model)
+        assert report.macs.after < 0.6 * report.macs.before
+        assert report.params.after == count_params(model)
 
 
 def test_macs_count_attention_products() -> None:
@@ -167,7 +167,7 @@ def test_unsupported_models_and_bad_config() -> None:
         PruneConfig(metric="magnitude").validate()
     with pytest.raises(EdgepruneError, match="not both"):
         PruneConfig(target_macs=0.5, target_params=0.5).validate()
-    with pytest.raises(EdgepruneError, match="fraction to keep"):
+    with pytest.raises(EdgepruneError, match="fraction of MACs to keep"):
         PruneConfig(target_macs=1.2).validate()
 
 
@@ -231,11 +231,11 @@ _WIDE = ModelSpec("wide", "vit_tiny_patch16_224", {**_SMALL, "embed_dim": 64, "n
 @pytest.mark.parametrize("ratio", [0.3, 0.5])
 def test_round_to_keeps_multiples_and_the_ratio(round_to: int, ratio: float) -> None:
     model, report = _pruned(_WIDE, metric="l2", ratio=ratio, round_to=round_to)
-    assert abs(report["units"]["removed_fraction"] - ratio) <= 0.02, report["units"]
-    for block in report["blocks"]:
+    assert abs(report.units.removed_fraction - ratio) <= 0.02, report.units
+    for block in report.blocks:
         for key in ("embed_dim", "head_dim", "mlp_hidden"):
-            width = block["after"][key]
-            assert width % round_to == 0 or width == block["before"][key], (key, width)
+            width = getattr(block.after, key)
+            assert width % round_to == 0 or width == getattr(block.before, key), (key, width)
     _assert_consistent(model)
 
 
@@ -243,8 +243,8 @@ def test_heads_and_head_dims_share_one_budget() -> None:
     for ratio in (0.3, 0.5, 0.7):
         _, with_heads = _pruned(FAMILIES["vit"], metric="hessian", ratio=ratio, prune_heads=True)
         _, without = _pruned(FAMILIES["vit"], metric="hessian", ratio=ratio)
-        assert abs(with_heads["units"]["removed_fraction"] - ratio) <= 0.02
-        assert abs(without["units"]["removed_fraction"] - ratio) <= 0.02
+        assert abs(with_heads.units.removed_fraction - ratio) <= 0.02
+        assert abs(without.units.removed_fraction - ratio) <= 0.02
 
 
 def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
@@ -253,7 +253,7 @@ def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
     with pytest.raises(EdgepruneError, match=r"leave at least 0\.\d+"):
         _pruned(FAMILIES["vit"], metric="l2", target_macs=0.001)
     model, report = _pruned(FAMILIES["vit"], metric="l2", ratio=0.9)
-    assert all(b["after"]["embed_dim"] >= 8 and b["after"]["head_dim"] >= 4 for b in report["blocks"])
+    assert all(b.after.embed_dim >= 8 and b.after.head_dim >= 4 for b in report.blocks)
     with torch.no_grad():
         assert model(torch.randn(8, 3, 32, 32)).std(0).max() > 0  # the output still depends on the input
 
@@ -261,15 +261,15 @@ def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
 @pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost"])
 def test_every_normalization_prunes_to_the_ratio(normalization: str) -> None:
     model, report = _pruned(FAMILIES["deit"], metric="hessian", ratio=0.5, normalization=normalization)
-    assert abs(report["units"]["removed_fraction"] - 0.5) <= 0.02
+    assert abs(report.units.removed_fraction - 0.5) <= 0.02
     _assert_consistent(model)
 
 
 def test_balance_cap_limits_what_one_group_loses() -> None:
     _, report = _pruned(FAMILIES["vit"], metric="l2", ratio=0.4, max_share=0.5)
-    for block in report["blocks"]:
+    for block in report.blocks:
         for key in ("embed_dim", "mlp_hidden"):
-            assert block["after"][key] >= block["before"][key] / 2
+            assert getattr(block.after, key) >= getattr(block.before, key) / 2
 
 
 def test_compensation_restores_constant_units_exactly() -> None:

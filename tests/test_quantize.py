@@ -8,7 +8,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.quantize import agreement, is_qdq_model, quantize_static_int8
+from edgeprune.export.quantize import agreement, image_digest, is_qdq_model, quantize_static_int8
 from edgeprune.export.runners import OrtRunner
 from tests.tiny_vit import TinyVit
 
@@ -17,6 +17,10 @@ def test_int8_agrees_with_fp32_on_the_held_out_domain(tiny: TinyVit, fp32_onnx: 
     out = tmp_path / "model.int8.onnx"
     info = quantize_static_int8(fp32_onnx, out, tiny.source_images)
     assert info["calibration_images"] == len(tiny.source_images) == 126
+    # The record names the images actually calibrated on, in order: the source images, none of the sketches.
+    assert info["calibration_sha256"] == [image_digest(x) for x in tiny.source_images]
+    assert not set(info["calibration_sha256"]) & {image_digest(x) for x in tiny.target_images}
+    assert "calibration_sources" not in info
     assert info["format"] == "QDQ" and info["calibration_method"] == "minmax"
     # The 4 linear layers of each of the 4 blocks are INT8; the attention products (two activations), the
     # sensitive ops and the head stay float.
@@ -45,13 +49,23 @@ def test_onnxruntime_int8_may_use_asymmetric_percentile_ranges(tiny: TinyVit, fp
         fp32_onnx, out, tiny.source_images[:32], symmetric_activations=False, method="percentile"
     )
     assert info["activations"] == "int8 per-tensor asymmetric" and info["calibration_method"] == "percentile"
+    assert info["calibration_sha256"] == [image_digest(x) for x in tiny.source_images[:32]]
     assert agreement(fp32_onnx, out, tiny.target_images)["top1_agreement"] >= 0.97
 
 
 def test_calibration_from_an_iterable_of_batches(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:
     batches = (tiny.source_images[i : i + 16] for i in range(0, 48, 16))
-    info = quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", batches, per_channel=False)
+    names = [f"{domain}/class/{i}.png" for domain in ("photo", "cartoon") for i in range(24)]
+    info = quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", batches, per_channel=False, calibration_sources=names)
     assert info["calibration_images"] == 48 and info["weights"].startswith("int8 per-tensor")
+    assert info["calibration_sha256"] == [image_digest(x) for x in tiny.source_images[:48]]
+    assert info["calibration_sources"] == names and info["calibration_domains"] == ["cartoon", "photo"]
+
+
+def test_calibration_sources_must_name_every_image(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(EdgepruneError, match="3 calibration sources were named for 4 calibration images"):
+        quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", tiny.source_images[:4], calibration_sources=["a"] * 3)
+    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_quantize_refuses_bad_input(fp32_onnx: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import edgeprune.export.tensorrt as trt_module
+import edgeprune.export.trt_common as trt_common
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.fp16 import is_float16_model
 from edgeprune.export.quantize import agreement, is_qdq_model
@@ -100,16 +101,29 @@ def test_trtexec_flags_for_jetson_orin_nano_fp16() -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _bundle(folder: Path, onnx_path: Path, target: str, profile: Profile, calibration=None) -> dict:
+def _bundle(
+    folder: Path, onnx_path: Path, target: str, profile: Profile, calibration=None, model_sha256: str = "0" * 64
+) -> dict:
     return write_bundle(
         folder,
         onnx_path=onnx_path,
         target=target,
         profile=profile,
         calibration=calibration,
-        model_sha256="0" * 64,
+        model_sha256=model_sha256,
         onnx_sha256=file_sha256(onnx_path),
     )
+
+
+@pytest.fixture
+def weights_sha256(tiny: TinyVit, tmp_path: Path) -> str:
+    """The sha256 of real PyTorch weights: the tiny model saved as model.safetensors, as a run stores it."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "weights" / "model.safetensors"
+    path.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, str(path))
+    return file_sha256(path)
 
 
 def test_bundle_for_jetson_orin_nano_fp16(fp32_onnx: Path, tiny: TinyVit, tmp_path: Path) -> None:
@@ -187,6 +201,8 @@ def test_bundle_refusals(fp32_onnx: Path, tmp_path: Path) -> None:
             model_sha256="0" * 64,
             onnx_sha256="f" * 64,
         )
+    with pytest.raises(EdgepruneError, match="model_sha256 must be the source weights' sha256"):
+        _bundle(tmp_path / "b", fp32_onnx, "trt-fp16", nano, model_sha256="weights.safetensors")
     assert not (tmp_path / "b").exists()
 
 
@@ -348,7 +364,7 @@ def _kind(path: Path) -> str:
 def fake_trt(monkeypatch: pytest.MonkeyPatch):
     def install(version: str, dla_cores: int = 0) -> _Recorder:
         module, log = _fake_tensorrt(version, dla_cores)
-        monkeypatch.setattr(trt_module, "_tensorrt", lambda: module)
+        monkeypatch.setattr(trt_common, "_tensorrt", lambda: module)
         return log
 
     return install
@@ -453,18 +469,35 @@ def test_real_engine_agrees_with_onnxruntime(fp32_onnx: Path, tiny: TinyVit, tmp
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.97, record
 
 
-def test_build_bundle_on_the_device(fp32_onnx: Path, fake_trt, tmp_path: Path) -> None:
+def test_build_bundle_on_the_device(fp32_onnx: Path, fake_trt, weights_sha256: str, tmp_path: Path) -> None:
     folder = tmp_path / "bundle"
-    manifest = _bundle(folder, fp32_onnx, "trt-fp16", load_profile("server-gpu"))
+    manifest = _bundle(folder, fp32_onnx, "trt-fp16", load_profile("server-gpu"), model_sha256=weights_sha256)
     log = fake_trt("11.4.1")
     record = trt_module.build_bundle(folder)
     assert ("parse", "model.fp16.onnx", "fp16") in log.calls  # TensorRT 11: the float16 ONNX, no flags
     assert (folder / "model.engine").read_bytes() == b"engine-bytes"
     assert (folder / "timing.cache").exists() and json.loads((folder / "build.json").read_text()) == record
-    assert record["model_sha256"] == manifest["model_sha256"] and record["conversions"] == {}
+    assert record["model_sha256"] == manifest["model_sha256"] == weights_sha256
+    assert record["conversions"] == {} and record["onnx"] == "model.fp16.onnx"
+    assert record["engine_sha256"] == file_sha256(folder / "model.engine")
     log = fake_trt("10.3")
     trt_module.build_bundle(folder)
     assert ("parse", "model.onnx", "fp32") in log.calls and ("flag", "FP16") in log.calls
     (folder / "profile.toml").write_text((folder / "profile.toml").read_text().replace("8192", "16"))
     with pytest.raises(EdgepruneError, match="has changed since it was written: profile.toml"):
         trt_module.build_bundle(folder)
+
+
+def test_bundle_and_its_engine_name_the_real_model_hash(
+    fp32_onnx: Path, tiny: TinyVit, fake_trt, weights_sha256: str, dla_int8_profile: Profile, tmp_path: Path
+) -> None:
+    """The manifest records the source weights' sha256 as given, and the build.json made on the device copies it."""
+    assert weights_sha256 != "0" * 64 and len(weights_sha256) == 64
+    folder = tmp_path / "bundle"
+    manifest = _bundle(folder, fp32_onnx, "trt-int8", dla_int8_profile, tiny.source_images[:8], weights_sha256)
+    assert manifest["model_sha256"] == weights_sha256 and manifest["onnx_sha256"] == file_sha256(fp32_onnx)
+    assert json.loads((folder / "manifest.json").read_text())["model_sha256"] == weights_sha256
+    fake_trt("10.3", dla_cores=1)
+    record = trt_module.build_bundle(folder)
+    assert record["model_sha256"] == weights_sha256 and record["onnx"] == "model.int8.onnx"
+    assert json.loads((folder / "build.json").read_text())["model_sha256"] == weights_sha256

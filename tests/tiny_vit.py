@@ -1,4 +1,4 @@
-"""A tiny timm ViT (vit-micro's shape) whose logits are decisive on the built-in data set, built in about a second.
+"""A tiny timm ViT (vit-micro's shape) with distinct logits on the built-in data set, built in about ten seconds.
 
 A random-init ViT maps every sketch (mostly white patches) to nearly the same feature, so its logits on the
 held-out domain are near-ties and argmax agreement measures noise, not quantization error; a few dozen training
@@ -6,11 +6,13 @@ steps from scratch do not fix that. Instead, without a training loop or download
 
 * the patch embedding is set to the whitened principal components of 8x8 patches of the SOURCE-domain images
   (a data-dependent initialisation), so patches with strokes and edges give distinct tokens;
-* the classifier head is fitted by L-BFGS (a linear probe) on the pooled features of all four domains, so the
-  logits on sketch images separate the classes with real margins.
+* the classifier head is fitted by L-BFGS (a linear probe) on the pooled features of the SOURCE-domain images.
 
-Quantization and fp16 conversion are still calibrated on source-domain images only; the probe only makes the
-held-out logits worth comparing.
+Nothing is fitted on the held-out sketches: they stay unseen, as in the benchmark, so the tests that compare
+INT8 or float16 with fp32 on them are not made easier by construction. The sketches still get distinct
+predictions (several classes, median top-2 margin near 0.9 logits), but a few are near-ties (smallest margin
+about 0.02), and held-out accuracy is near chance: the probe does not generalise to the sketch style.
+Quantization and fp16 conversion are calibrated on source-domain images only.
 """
 
 from __future__ import annotations
@@ -93,9 +95,5 @@ def tiny_vit(builtin_root: Path) -> TinyVit:
     source, source_labels = _images([s for d in SOURCE_DOMAINS for s in dataset.samples[d]], transform)
     target, target_labels = _images(dataset.samples[TARGET_DOMAIN], transform)
     _whitened_patch_embedding(model, torch.from_numpy(source))
-    _fit_head(
-        model,
-        torch.from_numpy(np.concatenate([source, target])),
-        torch.from_numpy(np.concatenate([source_labels, target_labels])),
-    )
+    _fit_head(model, torch.from_numpy(source), torch.from_numpy(source_labels))  # sketch images never fitted
     return TinyVit(model.eval(), source, target, target_labels)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from edgeprune.results import BenchReport, GateVerdict
 
 
 @dataclass(frozen=True)
@@ -15,11 +16,11 @@ class BenchGate:
     max_baseline_drop: float | None = None  # optional: pruned engine vs unpruned baseline
     latency_budget_ms: float | None = None
 
-    def judge(self, report: dict[str, Any]) -> dict[str, Any]:
+    def judge(self, report: BenchReport) -> GateVerdict:
         reasons = []
-        acc = report["accuracy"]
-        if report["agreement"] < self.min_agreement:
-            reasons.append(f"engine/torch top-1 agreement {report['agreement']:.4f} < {self.min_agreement}")
+        acc = report.accuracy
+        if report.agreement < self.min_agreement:
+            reasons.append(f"engine/torch top-1 agreement {report.agreement:.4f} < {self.min_agreement}")
         if acc["pruned_torch"] - acc["engine"] > self.max_engine_drop:
             reasons.append(
                 f"engine accuracy {acc['engine']:.4f} is more than {self.max_engine_drop} below torch's "
@@ -29,66 +30,71 @@ class BenchGate:
             reasons.append(
                 f"accuracy drop vs baseline {acc['baseline'] - acc['engine']:.4f} > {self.max_baseline_drop}"
             )
-        if self.latency_budget_ms is not None and report["latency_ms"]["p50"] > self.latency_budget_ms:
-            reasons.append(f"p50 latency {report['latency_ms']['p50']:.2f} ms > budget {self.latency_budget_ms} ms")
-        return {
-            "passed": not reasons,
-            "reasons": reasons,
-            "thresholds": {
+        if self.latency_budget_ms is not None and report.latency_ms["p50"] > self.latency_budget_ms:
+            reasons.append(f"p50 latency {report.latency_ms['p50']:.2f} ms > budget {self.latency_budget_ms} ms")
+        return GateVerdict(
+            passed=not reasons,
+            reasons=reasons,
+            thresholds={
                 "min_agreement": self.min_agreement,
                 "max_engine_drop": self.max_engine_drop,
                 "max_baseline_drop": self.max_baseline_drop,
                 "latency_budget_ms": self.latency_budget_ms,
             },
-        }
+        )
 
 
 def _millions(n: int) -> str:
     return f"{n / 1e6:.2f} M"
 
 
-def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
     """(metric, baseline, pruned) rows shared by the terminal table and the markdown report."""
-    acc, lat, base_lat = report["accuracy"], report["latency_ms"], report["baseline_latency_ms"]
+    acc, lat, base_lat = report.accuracy, report.latency_ms, report.baseline_latency_ms
     rows = [
-        ("MACs / image", _millions(report["macs"]["baseline"]), _millions(report["macs"]["pruned"])),
-        ("params", _millions(report["params"]["baseline"]), _millions(report["params"]["pruned"])),
-        (f"accuracy on {report['domain']} (torch)", f"{acc['baseline']:.4f}", f"{acc['pruned_torch']:.4f}"),
-        (
-            f"accuracy on {report['domain']} ({report['target']})",
-            f"{acc['baseline_engine']:.4f}",
-            f"{acc['engine']:.4f}",
-        ),
-        ("engine/torch top-1 agreement", f"{report['baseline_agreement']:.4f}", f"{report['agreement']:.4f}"),
-        (f"latency p50 (batch {report['batch']})", f"{base_lat['p50']:.2f} ms", f"{lat['p50']:.2f} ms"),
+        ("MACs / image", _millions(report.macs["baseline"]), _millions(report.macs["pruned"])),
+        ("params", _millions(report.params["baseline"]), _millions(report.params["pruned"])),
+        (f"accuracy on {report.domain} (torch)", f"{acc['baseline']:.4f}", f"{acc['pruned_torch']:.4f}"),
+        (f"accuracy on {report.domain} ({report.target})", f"{acc['baseline_engine']:.4f}", f"{acc['engine']:.4f}"),
+        ("engine/torch top-1 agreement", f"{report.baseline_agreement:.4f}", f"{report.agreement:.4f}"),
+        (f"latency p50 (batch {report.batch})", f"{base_lat['p50']:.2f} ms", f"{lat['p50']:.2f} ms"),
         (
             "latency p90 / p99",
             f"{base_lat['p90']:.2f} / {base_lat['p99']:.2f} ms",
             f"{lat['p90']:.2f} / {lat['p99']:.2f} ms",
         ),
-        ("throughput", f"{report['baseline_throughput_ips']:.1f} img/s", f"{report['throughput_ips']:.1f} img/s"),
-        ("speed-up (p50)", "1.00x", f"{report['speedup']:.2f}x"),
+        ("throughput", f"{report.baseline_throughput_ips:.1f} img/s", f"{report.throughput_ips:.1f} img/s"),
+        ("speed-up (p50)", "1.00x", f"{report.speedup:.2f}x"),
     ]
-    if "speedup_over_fp32" in report:
-        rows.append(("speed-up over fp32 ONNX (pruned)", "", f"{report['speedup_over_fp32']:.2f}x"))
+    if report.speedup_over_fp32 is not None:
+        rows.append(("speed-up over fp32 ONNX (pruned)", "", f"{report.speedup_over_fp32:.2f}x"))
     return rows
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    seen = " (seen in training)" if report["domain_seen_in_training"] else " (held out)"
+def describe_setting(report: BenchReport) -> str:
+    seen = "seen in training" if report.domain_seen_in_training else "held out"
+    return (
+        f"{report.run}: {report.target} on {report.domain} ({seen}), "
+        f"batch {report.batch}, {report.threads or 'all'} threads"
+    )
+
+
+def to_markdown(report: BenchReport) -> str:
+    seen = " (seen in training)" if report.domain_seen_in_training else " (held out)"
+    gate = report.gate
     lines = [
-        f"# edgeprune bench: run {report['run']}, target {report['target']}, domain {report['domain']}{seen}",
+        f"# edgeprune bench: run {report.run}, target {report.target}, domain {report.domain}{seen}",
         "",
-        f"Measured {report['measured']} on {report['device']['machine']} ({report['device']['cpus']} CPUs), "
-        f"batch {report['batch']}, {report['threads'] or 'all'} threads, {report.get('iterations', '?')} "
-        f"timed iterations after warm-up; {report['images']} images.",
+        f"Measured {report.measured} on {report.device['machine']} ({report.device['cpus']} CPUs), "
+        f"batch {report.batch}, {report.threads or 'all'} threads, {report.iterations} "
+        f"timed iterations after warm-up; {report.images} images.",
         "",
         "| metric | baseline | pruned |",
         "|---|---|---|",
         *[f"| {m} | {b} | {p} |" for m, b, p in report_rows(report)],
         "",
-        f"Gate: {'PASSED' if report['gate']['passed'] else 'FAILED'}",
-        *[f"- {r}" for r in report["gate"]["reasons"]],
+        f"Gate: {'PASSED' if report.passed else 'FAILED'}",
+        *[f"- {r}" for r in (gate.reasons if gate else [])],
         "",
     ]
     return "\n".join(lines)

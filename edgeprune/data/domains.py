@@ -41,6 +41,10 @@ class DomainDataset:
     def counts(self) -> dict[str, int]:
         return {d: len(self.samples[d]) for d in self.domains}
 
+    def domain_of(self, sample: Sample) -> str:
+        """The domain a sample's image lies in (ROOT/<domain>/<class>/<image>)."""
+        return sample[0].relative_to(self.root).parts[0]
+
 
 def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -62,12 +62,21 @@ def make_loader(
     )
 
 
+def calibration_samples(samples: Sequence[Sample], count: int, seed: int = 0) -> list[Sample]:
+    """`count` samples drawn at random (class-mixed) from `samples`, reproducibly."""
+    return random.Random(seed).sample(list(samples), min(len(samples), count))
+
+
 def calibration_batches(
     samples: Sequence[Sample], transform: Any, n_batches: int, batch_size: int, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`n_batches` class-mixed batches drawn from `samples` (source domains only: never the held-out one)."""
-    picked = random.Random(seed).sample(list(samples), min(len(samples), n_batches * batch_size))
-    dataset = ImageDataset(picked, transform)
+    return image_batches(calibration_samples(samples, n_batches * batch_size, seed), transform, batch_size)
+
+
+def image_batches(picked: Sequence[Sample], transform: Any, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`picked` in order, as (images, labels) batches."""
+    dataset = ImageDataset(list(picked), transform)
     batches = []
     for start in range(0, len(picked), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(picked)))]

@@ -9,15 +9,12 @@ from `TOLERANCES`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
+from edgeprune.results import Comparison, Tolerance
 
-@dataclass(frozen=True)
-class Tolerance:
-    min_top1_agreement: float
-    max_abs_diff: float | None = None  # None: not judged (reduced precision moves logits by design)
+__all__ = ["TOLERANCES", "Comparison", "Tolerance", "compare_logits"]
 
 
 # parity: the exported fp32 ONNX against torch; by precision: an engine against its fp32 reference.
@@ -27,31 +24,6 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(min_top1_agreement=0.98),
     "int8": Tolerance(min_top1_agreement=0.97),
 }
-
-
-@dataclass
-class Comparison:
-    samples: int = 0
-    top1_agreement: float = 0.0
-    max_abs_diff: float = 0.0
-    mean_abs_diff: float = 0.0
-
-    def failures(self, tolerance: Tolerance) -> list[str]:
-        """What breaks `tolerance`, in words (empty when it holds)."""
-        reasons = []
-        if self.top1_agreement < tolerance.min_top1_agreement:
-            reasons.append(f"top-1 agreement {self.top1_agreement:.4f} < {tolerance.min_top1_agreement}")
-        if tolerance.max_abs_diff is not None and self.max_abs_diff > tolerance.max_abs_diff:
-            reasons.append(f"max |diff| {self.max_abs_diff:.2e} > {tolerance.max_abs_diff:g}")
-        return reasons
-
-    def to_json(self) -> dict[str, float | int]:
-        return {
-            "samples": self.samples,
-            "top1_agreement": self.top1_agreement,
-            "max_abs_diff": self.max_abs_diff,
-            "mean_abs_diff": self.mean_abs_diff,
-        }
 
 
 def compare_logits(batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Comparison:
@@ -67,4 +39,9 @@ def compare_logits(batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Comparis
         max_abs = max(max_abs, float(diff.max(initial=0.0)))
         total_abs += float(diff.sum())
         values += diff.size
-    return Comparison(samples, agree / max(samples, 1), max_abs, total_abs / max(values, 1))
+    return Comparison(
+        samples=samples,
+        top1_agreement=agree / max(samples, 1),
+        max_abs_diff=max_abs,
+        mean_abs_diff=total_abs / max(values, 1),
+    )

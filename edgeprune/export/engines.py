@@ -17,6 +17,7 @@ import onnxruntime as ort
 from edgeprune.backends.base import Runner
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.ort_engine import optimise_for_cpu
+from edgeprune.export.ort_fp16 import build_ort_fp16
 from edgeprune.export.quantize import agreement, quantize_static_int8
 from edgeprune.export.runners import OrtRunner
 from edgeprune.export.tensorrt import (
@@ -132,6 +133,7 @@ BUILDERS: dict[str, Builder] = {
     "ort-int8": _ort_int8,
     "ort-provider": _ort_provider,
     "tensorrt": _tensorrt,
+    "ort-fp16": build_ort_fp16,
 }
 
 

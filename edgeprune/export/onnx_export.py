@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
-from edgeprune.export.compare import compare_logits
+from edgeprune.export.compare import Comparison, compare_logits
 from edgeprune.export.runners import OrtRunner
 from edgeprune.prune.counting import input_size
+from edgeprune.requests import DEFAULT_OPSET
 from edgeprune.workspace import atomic_path
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-DEFAULT_OPSET = 17
 
 
 def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
@@ -40,10 +39,9 @@ def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> Non
 
 
 @torch.no_grad()
-def parity(onnx_path: Path, model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> dict[str, Any]:
+def parity(onnx_path: Path, model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> Comparison:
     """Max |torch - onnxruntime| over the logits and their top-1 agreement, on real images."""
     model = model.cpu().eval()
     with OrtRunner(onnx_path) as runner:
         batches = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
-        comparison = compare_logits((model(x).numpy(), runner.infer(x.numpy())) for x in batches)
-    return {k: comparison.to_json()[k] for k in ("samples", "max_abs_diff", "top1_agreement")}
+        return compare_logits((model(x).numpy(), runner.infer(x.numpy())) for x in batches)

@@ -10,18 +10,22 @@ symmetric INT8 (zero point 0), which is what TensorRT's explicit quantization ne
 onnxruntime's CPU provider and `trtexec`.
 
 The calibration images must come from the SOURCE domains only (the training domains): calibrating on the held-out
-domain would leak it into the model and void the domain-generalisation result the benchmark measures.
+domain would leak it into the model and void the domain-generalisation result the benchmark measures. The
+quantization record lists every image it was calibrated on (`calibration_sha256`: a digest per image, see
+`image_digest`; and, where the caller names them, `calibration_sources` and their `calibration_domains`), so that
+this can be checked against the images actually used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -115,6 +119,120 @@ def is_qdq_model(path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+class _Calibration:
+    """The calibration images, one at a time, and a record of each image actually read.
+
+    `digests` holds, in reading order, the sha256 (first 16 hex digits) of each image's float32 bytes as fed to the
+    model: anyone can preprocess a set of images the same way and check which of them were, or were not, used.
+    """
+
+    def __init__(
+        self, calibration: Iterable[np.ndarray] | np.ndarray, input_name: str, sources: Sequence[str] | None
+    ) -> None:
+        self.images = _images(calibration)
+        self.input_name = input_name
+        self.sources = None if sources is None else list(sources)
+        self.digests: list[str] = []
+        self.combined = hashlib.sha256()
+
+    @property
+    def count(self) -> int:
+        return len(self.digests)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        image = next(self.images, None)
+        if image is None:
+            return None
+        self.digests.append(image_digest(image))
+        self.combined.update(image.tobytes())
+        return {self.input_name: image}
+
+    def record(self) -> dict[str, Any]:
+        """What the quantization record says about the images it was calibrated on."""
+        record: dict[str, Any] = {
+            "calibration_sha256": self.digests,
+            "calibration_set_sha256": self.combined.hexdigest(),
+        }
+        if self.sources is not None:
+            if len(self.sources) != self.count:
+                raise EdgepruneError(
+                    f"{len(self.sources)} calibration sources were named for {self.count} calibration images"
+                )
+            record["calibration_sources"] = self.sources
+            record["calibration_domains"] = sorted({PurePosixPath(s).parts[0] for s in self.sources})
+        return record
+
+
+def image_digest(image: np.ndarray) -> str:
+    """The identity of one preprocessed image: sha256 of its float32 C-order bytes, first 16 hex digits.
+
+    A (C, H, W) image and the same image as a (1, C, H, W) batch give the same digest.
+    """
+    return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def _excluded_nodes(model: onnx.ModelProto, keep_float_ops: Sequence[str], weight_matmuls_only: bool) -> list[str]:
+    """Names of the nodes left in float: every `keep_float_ops` node and, optionally, activation-only MatMuls."""
+    excluded = [n.name for n in model.graph.node if n.op_type in keep_float_ops]
+    if weight_matmuls_only:
+        constants = {i.name for i in model.graph.initializer}
+        constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+        excluded += [
+            n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)
+        ]
+    return excluded
+
+
+def _preprocessed(fp32_onnx: Path, work: Path) -> tuple[Path, bool]:
+    """Symbolic shape inference + constant folding (the quantizer's recommended first step), where it works."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_path = work / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(fp32_onnx), str(model_path), skip_symbolic_shape=False)
+    except Exception:  # optional step: quantize the model as exported when it fails
+        return fp32_onnx, False
+    return model_path, True
+
+
+def _quantize(
+    model_path: Path, out: Path, reader: _Calibration, op_types: list[str], excluded: list[str], options: dict
+) -> None:
+    """onnxruntime's static QDQ quantization of `model_path` into `out`, checked; its errors as EdgepruneError.
+
+    `options`: per_channel, calibrate_method, symmetric_activations, quantize_outputs and name (the model's, for
+    error messages).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    no_images = "no calibration images were given: INT8 calibration needs source-domain images"
+    try:
+        quantize_static(
+            str(model_path),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=excluded,
+            per_channel=options["per_channel"],
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=options["calibrate_method"],
+            extra_options={
+                "ActivationSymmetric": options["symmetric_activations"],
+                "WeightSymmetric": True,
+                "OpTypesToExcludeOutputQuantization": [] if options["quantize_outputs"] else op_types,
+            },
+        )
+        if reader.count == 0:
+            raise EdgepruneError(no_images)
+        onnx.checker.check_model(str(out))
+    except ValueError as exc:
+        if reader.count == 0:
+            raise EdgepruneError(no_images) from None
+        raise EdgepruneError(f"onnxruntime could not quantize {options['name']}: {exc}") from None
+
+
 def quantize_static_int8(
     fp32_onnx: Path,
     out: Path,
@@ -127,6 +245,7 @@ def quantize_static_int8(
     symmetric_activations: bool = True,
     quantize_outputs: bool = False,
     weight_matmuls_only: bool = True,
+    calibration_sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write `out`, a QDQ INT8 copy of `fp32_onnx` calibrated on `calibration` (source-domain images only).
 
@@ -139,74 +258,23 @@ def quantize_static_int8(
     error about threefold and ran faster on the CPU than also re-quantizing their outputs.
     `weight_matmuls_only` leaves the attention products (Q @ K^T, softmax @ V: two activations, no weight) in
     float: their inputs, softmax probabilities above all, lose the most in int8.
-    Returns a description of what was done.
+    `calibration_sources` optionally names each calibration image, in order (e.g. its path relative to the data
+    set, `domain/class/file`): they are recorded with the domains they name (their first path component).
+    Returns a description of what was done, with the digests of the images calibrated on (see `image_digest`).
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    calibrate_method = _calibration_method(method)
+    options = dict(name=fp32_onnx.name, calibrate_method=_calibration_method(method), per_channel=per_channel)
+    options.update(symmetric_activations=symmetric_activations, quantize_outputs=quantize_outputs)
     op_types = [op for op in dict.fromkeys(quantize_ops) if op not in keep_float_ops]
     if not op_types:
         raise EdgepruneError("nothing to quantize: every op type in quantize_ops is also in keep_float_ops")
-    source = onnx.load(str(fp32_onnx))
-    input_name = _input_name(source)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.images = _images(calibration)
-            self.count = 0
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            image = next(self.images, None)
-            if image is None:
-                return None
-            self.count += 1
-            return {input_name: image}
-
-    reader = Reader()
+    reader = _Calibration(calibration, _input_name(onnx.load(str(fp32_onnx))), calibration_sources)
     with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, _quiet(), atomic_path(out) as tmp:
-        model_path, preprocessed = Path(work) / "preprocessed.onnx", True
-        try:  # symbolic shape inference + constant folding: the quantizer's recommended first step
-            quant_pre_process(str(fp32_onnx), str(model_path), skip_symbolic_shape=False)
-        except Exception:  # optional step: quantize the model as exported when it fails
-            model_path, preprocessed = fp32_onnx, False
+        model_path, preprocessed = _preprocessed(fp32_onnx, Path(work))
         model = onnx.load(str(model_path))
-        excluded = [n.name for n in model.graph.node if n.op_type in keep_float_ops]
-        if weight_matmuls_only:
-            constants = {i.name for i in model.graph.initializer}
-            constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-            excluded += [
-                n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)
-            ]
-        try:
-            quantize_static(
-                str(model_path),
-                str(tmp),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                nodes_to_exclude=excluded,
-                per_channel=per_channel,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=calibrate_method,
-                extra_options={
-                    "ActivationSymmetric": symmetric_activations,
-                    "WeightSymmetric": True,
-                    "OpTypesToExcludeOutputQuantization": [] if quantize_outputs else op_types,
-                },
-            )
-            if reader.count == 0:
-                raise EdgepruneError("no calibration images were given: INT8 calibration needs source-domain images")
-            onnx.checker.check_model(str(tmp))
-        except ValueError as exc:
-            if reader.count == 0:
-                raise EdgepruneError(
-                    "no calibration images were given: INT8 calibration needs source-domain images"
-                ) from None
-            raise EdgepruneError(f"onnxruntime could not quantize {fp32_onnx.name}: {exc}") from None
-    quantized = quantized_nodes(onnx.load(str(out)))
-    kept = Counter(n.op_type for n in model.graph.node if n.op_type in keep_float_ops)
+        excluded = _excluded_nodes(model, keep_float_ops, weight_matmuls_only)
+        _quantize(model_path, tmp, reader, op_types, excluded, options)
+        images = reader.record()
+    quantized, kept = quantized_nodes(onnx.load(str(out))), Counter(n.op_type for n in model.graph.node)
     return {
         "format": "QDQ",
         "activations": f"int8 per-tensor {'symmetric' if symmetric_activations else 'asymmetric'}",
@@ -217,9 +285,10 @@ def quantize_static_int8(
         "calibration_images": reader.count,
         "op_types_quantized": op_types,
         "nodes_quantized": dict(sorted(quantized.items())),
-        "nodes_kept_float": dict(sorted(kept.items())),
+        "nodes_kept_float": {op: n for op, n in sorted(kept.items()) if op in keep_float_ops},
         "preprocessed": preprocessed,
         "onnxruntime": ort.__version__,
+        **images,
     }
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from edgeprune.pipeline.bench import BenchRequest, run_bench
-from edgeprune.pipeline.export import ExportRequest, run_export
-from edgeprune.pipeline.prune import PruneRequest, run_prune
+from edgeprune.pipeline.bench import run_bench
+from edgeprune.pipeline.export import run_export
+from edgeprune.pipeline.prune import run_prune
 from edgeprune.progress import Reporter
+from edgeprune.requests import BenchRequest, ExportRequest, PruneRequest
+from edgeprune.results import BenchReport
 from edgeprune.targets import DEFAULT_TARGET
-from edgeprune.workspace import Workspace
+from edgeprune.workspace import Run, Workspace
 
 
 def demo_request(data: Path | None = None) -> PruneRequest:
@@ -28,6 +29,7 @@ def demo_request(data: Path | None = None) -> PruneRequest:
         baseline_lr=1e-3,
         calib_batches=4,
         batch_size=32,
+        workers=0,  # the README's demo figures were measured loading in the main process
     )
 
 
@@ -37,10 +39,9 @@ def run_demo(
     run_name: str | None = None,
     request: PruneRequest | None = None,
     reporter: Reporter | None = None,
-) -> dict[str, Any]:
+) -> tuple[Run, BenchReport]:
     reporter = reporter or Reporter()
     request = request or demo_request()
     run = run_prune(request, workspace, run_name=run_name, reporter=reporter)
     run_export(workspace, ExportRequest(target=DEFAULT_TARGET), run.name, reporter)
-    _, report = run_bench(workspace, BenchRequest(target=DEFAULT_TARGET, domain="sketch"), run.name, reporter)
-    return report
+    return run_bench(workspace, BenchRequest(target=DEFAULT_TARGET, domain="sketch"), run.name, reporter)

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import onnxruntime as ort
 import torch
 
-from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
+from edgeprune.data.loaders import calibration_samples, data_config, eval_transform, image_batches
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.compare import TOLERANCES, Comparison
+from edgeprune.export.compare import TOLERANCES
 from edgeprune.export.engines import build_target
-from edgeprune.export.onnx_export import DEFAULT_OPSET, export_onnx, parity
+from edgeprune.export.onnx_export import export_onnx, parity
 from edgeprune.export.tensorrt import tensorrt_version
 from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, eval_loader, require_complete
 from edgeprune.profiles import Profile, load_profile, profile_to_toml
 from edgeprune.progress import Reporter
+from edgeprune.requests import ExportRequest
+from edgeprune.results import BuildRecord, ParityReport
 from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
 from edgeprune.workspace import (
+    BUILD_FILE,
+    PARITY_FILE,
     Run,
     Workspace,
     atomic_dir,
@@ -37,16 +38,6 @@ from edgeprune.workspace import (
 EXPORTED = {"model": "finetuned", "baseline": "baseline"}
 PARITY = TOLERANCES["parity"]
 CALIBRATION_BATCHES = 4  # x 32 source-domain images for INT8
-
-
-@dataclass
-class ExportRequest:
-    target: str | None = None  # default: the profile's default target, else ort-cpu
-    profile: str | None = None  # name or TOML path; default: by target (server-gpu, cpu-x86 or cpu-arm64)
-    parity_images: int = 128
-    opset: int = DEFAULT_OPSET
-    force: bool = False
-    data: Path | None = None  # the run's data set, where it is mounted elsewhere than when the run was made
 
 
 def _parity_images(model: torch.nn.Module, data: RunData, count: int) -> torch.Tensor:
@@ -64,30 +55,31 @@ def _export_is_current(run: Run, opset: int) -> bool:
     )
 
 
-def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Reporter) -> dict[str, Any]:
+def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Reporter) -> ParityReport:
     """export/model.onnx (pruned, fine-tuned) and export/baseline.onnx, each checked for parity with torch."""
     if not request.force and _export_is_current(run, request.opset):
         reporter.info("export: ONNX files are up to date with the run's models (use --force to redo)")
-        return _checked(run, read_json(run.stage("export") / "parity.json"))
-    report: dict[str, Any] = {
-        "tolerance": {"max_abs_diff": PARITY.max_abs_diff, "top1_agreement": PARITY.min_top1_agreement},
-        "domain": data.split.target,
-    }
-    sources = {}
+        return _checked(run, run.parity())
+    comparisons, sources = {}, {}
     with atomic_dir(run.stage("export")) as folder:
         for name, stage in EXPORTED.items():
             model = load_model(run.stage(stage))
             onnx_path = folder / f"{name}.onnx"
             with reporter.task(f"export {name}.onnx", None):
                 export_onnx(model, onnx_path, request.opset)
-            report[name] = parity(onnx_path, model, _parity_images(model, data, request.parity_images))
+            found = comparisons[name] = parity(onnx_path, model, _parity_images(model, data, request.parity_images))
             sources[name] = file_sha256(run.stage(stage) / WEIGHTS_FILE)
             reporter.info(
-                f"export: {name}.onnx max |diff| {report[name]['max_abs_diff']:.2e}, "
-                f"top-1 agreement {report[name]['top1_agreement']:.4f} on {report[name]['samples']} images"
+                f"export: {name}.onnx max |diff| {found.max_abs_diff:.2e}, "
+                f"top-1 agreement {found.top1_agreement:.4f} on {found.samples} images"
             )
-        report["passed"] = not any(Comparison(**report[n]).failures(PARITY) for n in EXPORTED)
-        atomic_write_json(folder / "parity.json", report)
+        report = ParityReport(
+            tolerance={"max_abs_diff": PARITY.max_abs_diff, "top1_agreement": PARITY.min_top1_agreement},
+            domain=data.split.target,
+            **comparisons,
+            passed=not any(c.failures(PARITY) for c in comparisons.values()),
+        )
+        report.write(folder / PARITY_FILE)
         atomic_write_json(
             folder / "export.json",
             {
@@ -100,12 +92,12 @@ def export_stage(run: Run, data: RunData, request: ExportRequest, reporter: Repo
     return _checked(run, report)
 
 
-def _checked(run: Run, report: dict[str, Any]) -> dict[str, Any]:
-    if not report["passed"]:
+def _checked(run: Run, report: ParityReport) -> ParityReport:
+    if not report.passed:
         raise EdgepruneError(
             f"ONNX parity beyond tolerance (max |diff| <= {PARITY.max_abs_diff}, agreement >= "
             f"{PARITY.min_top1_agreement}): "
-            f"see {run.stage('export') / 'parity.json'}"
+            f"see {run.stage('export') / PARITY_FILE}"
         )
     return report
 
@@ -116,56 +108,68 @@ def default_profile(target: Target) -> Profile:
     return load_profile("cpu-arm64" if platform.machine().lower() in ("aarch64", "arm64") else "cpu-x86")
 
 
-def build_engines(run: Run, target: Target, profile: Profile, data: RunData, reporter: Reporter) -> dict[str, Any]:
+def build_engines(run: Run, target: Target, profile: Profile, data: RunData, reporter: Reporter) -> BuildRecord:
     """engines/<target>/: the pruned and baseline engines (or deploy bundles) and build.json."""
     export_record = read_json(run.stage("export") / "export.json")
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
     # fp32 targets need no images; int8 needs source images to calibrate, int8 and fp16 held-out ones to check.
     model = load_model(run.stage("finetuned")) if target.reduced_precision else None
-    calibration = None
+    calibration, calibration_domains = None, []
     if target.needs_calibration:  # source-domain images only: the held-out domain stays unseen
+        picked = calibration_samples(data.split.train, CALIBRATION_BATCHES * 32, seed=0)
         transform = eval_transform(data_config(model))
-        batches = calibration_batches(data.split.train, transform, CALIBRATION_BATCHES, 32, seed=0)
+        batches = image_batches(picked, transform, 32)
         calibration = torch.cat([x for x, _ in batches]).numpy()
+        calibration_domains = sorted({data.dataset.domain_of(s) for s in picked})
     check_images = _parity_images(model, data, 128).numpy() if model is not None else None
-    folder_name = f"engines/{target.name}"
-    with atomic_dir(run.stage("engines") / target.name) as folder:
+    engine_dir = run.engine_dir(target.name)
+    with atomic_dir(engine_dir) as folder:
         with reporter.task(f"build {target.name}", None):
             built = build_target(
-                target, sources, export_record["sources"], folder, profile, calibration, check_images, folder_name
+                target,
+                sources,
+                export_record["sources"],
+                folder,
+                profile,
+                calibration,
+                check_images,
+                engine_dir.relative_to(run.dir).as_posix(),
             )
         atomic_write_text(folder / "profile.toml", profile_to_toml(profile))
-        build: dict[str, Any] = {
-            "target": target.name,
-            "backend": target.backend,
-            "backend_version": _backend_version(target),
-            "precision": target.precision,
-            "profile": profile.name,
-            "device": describe_device(),
-            "created": utc_now(),
-            "onnx_sha256": export_record["onnx_sha256"],
-            "model_sha256": export_record["sources"],
-            **(
-                {"calibration": {"images": len(calibration), "domains": list(data.split.sources)}}
-                if calibration is not None
-                else {}
-            ),
-            **built,
-        }
-        atomic_write_json(folder / "build.json", build)
-    reporter.info(f"engine: {target.name} for profile {profile.name} written to {run.stage('engines') / target.name}")
+        build = BuildRecord.from_json(
+            {
+                "target": target.name,
+                "backend": target.backend,
+                "backend_version": _backend_version(target),
+                "precision": target.precision,
+                "profile": profile.name,
+                "device": describe_device(),
+                "created": utc_now(),
+                "onnx_sha256": export_record["onnx_sha256"],
+                "model_sha256": export_record["sources"],
+                **(
+                    {"calibration": {"images": len(calibration), "domains": calibration_domains}}
+                    if calibration is not None
+                    else {}
+                ),
+                **built,
+            }
+        )
+        build.write(folder / BUILD_FILE)
+    reporter.info(f"engine: {target.name} for profile {profile.name} written to {engine_dir}")
     return build
 
 
 def _backend_version(target: Target) -> str | None:
-    if target.backend == "tensorrt":
+    if target.tensorrt_engine:
         return tensorrt_version()
     return ort.__version__
 
 
 def run_export(
     workspace: Workspace, request: ExportRequest, run_name: str | None = None, reporter: Reporter | None = None
-) -> tuple[Run, dict[str, Any], dict[str, Any]]:
+) -> tuple[Run, ParityReport, BuildRecord]:
+    request.validate()
     reporter = reporter or Reporter()
     profile = load_profile(request.profile) if request.profile else None
     target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from edgeprune.models.artifact import load_model
 from edgeprune.prune.pruner import PruneConfig
+from edgeprune.results import Achieved, BeforeAfter, BlockChange, PruneReport, UnitCount
 from edgeprune.workspace import Run
 
 if TYPE_CHECKING:
-    from edgeprune.pipeline.prune import PruneRequest
+    from edgeprune.requests import PruneRequest
 
 
 def teacher_model(run: Run, request: PruneRequest) -> nn.Module | None:
@@ -32,25 +33,26 @@ def step_config(request: PruneRequest, step: int, steps: int, kept: dict[str, fl
     return replace(config, ratio=1 - (1 - request.ratio) ** (1 / steps))
 
 
-def merge_step_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_step_reports(reports: list[PruneReport]) -> PruneReport:
+    """One report for pruning in steps: what was asked, the amounts from first to last, and each step's."""
     first, last = reports[0], reports[-1]
-    units = {"before": first["units"]["before"], "after": last["units"]["after"]}
-    units["removed_fraction"] = 1 - units["after"] / units["before"]
-    return {
-        **last,
-        "ratio": units["removed_fraction"],
-        "requested": first["requested"],
-        "macs": {"before": first["macs"]["before"], "after": last["macs"]["after"]},
-        "params": {"before": first["params"]["before"], "after": last["params"]["after"]},
-        "units": units,
-        "achieved": {
-            "macs_kept": last["macs"]["after"] / first["macs"]["before"],
-            "params_kept": last["params"]["after"] / first["params"]["before"],
-            "units_removed": units["removed_fraction"],
-        },
-        "blocks": [
-            {"index": b0["index"], "before": b0["before"], "after": b1["after"]}
-            for b0, b1 in zip(first["blocks"], last["blocks"], strict=True)
-        ],
-        "steps": [{k: r[k] for k in ("macs", "params", "units", "achieved")} for r in reports],
-    }
+    units_before = first.units.before if first.units else 0
+    units_after = last.units.after if last.units else 0
+    removed = 1 - units_after / units_before if units_before else 0.0
+    macs = BeforeAfter(before=first.macs.before, after=last.macs.after)
+    params = BeforeAfter(before=first.params.before, after=last.params.after)
+    return last.model_copy(
+        update={
+            "ratio": removed,
+            "requested": first.requested,
+            "macs": macs,
+            "params": params,
+            "units": UnitCount(before=units_before, after=units_after, removed_fraction=removed),
+            "achieved": Achieved(macs_kept=macs.kept, params_kept=params.kept, units_removed=removed),
+            "blocks": [
+                BlockChange(index=b0.index, before=b0.before, after=b1.after)
+                for b0, b1 in zip(first.blocks, last.blocks, strict=True)
+            ],
+            "steps": [r.model_dump(mode="json", include={"macs", "params", "units", "achieved"}) for r in reports],
+        }
+    )

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgeprune.config import NORMALIZATIONS, resolve_normalization
+from edgeprune.config import NORMALIZATIONS, Amount, resolve_normalization
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
@@ -33,6 +33,7 @@ from edgeprune.prune.selection import (
     prefix_for_ratio,
     removal_sequence,
 )
+from edgeprune.results import PruneReport
 
 _SEARCH_STEPS = 24
 _TARGET_TOLERANCE = 0.01
@@ -59,18 +60,14 @@ class PruneConfig:
             raise EdgepruneError(
                 f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
             )
-        if not 0.0 < self.ratio < 1.0:
-            raise EdgepruneError(f"--ratio must be strictly between 0 and 1 (got {self.ratio})")
         if self.round_to is not None and self.round_to < 1:
             raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")
         if self.max_share is not None and not 0.0 < self.max_share <= 1.0:
             raise EdgepruneError(f"--max-share is a fraction of a group, in (0, 1] (got {self.max_share})")
-        if self.target_macs is not None and self.target_params is not None:
-            raise EdgepruneError("give --target-macs or --target-params, not both")
-        for name in ("target_macs", "target_params"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < value < 1.0:
-                raise EdgepruneError(f"--{name.replace('_', '-')} is the fraction to keep, in (0, 1) (got {value})")
+        self.amount()
+
+    def amount(self) -> Amount:
+        return Amount.choose(self.ratio, self.target_macs, self.target_params)
 
     def floors(self) -> Floors:
         return Floors.for_config(self.round_to, self.allow_narrow)
@@ -259,19 +256,17 @@ def _search_prefix(c: _Candidates, measure: Callable[[nn.Module], int], target: 
 
 def _prefix_for_amount(c: _Candidates, config: PruneConfig, before: dict[str, Any]) -> int:
     """How many of the ranked removals the requested amount (ratio, MACs or params target) takes."""
-    for target, measure, what, key in (
-        (config.target_macs, count_macs, "MACs", "macs"),
-        (config.target_params, count_params, "parameters", "params"),
-    ):
-        if target is not None:
-            return _search_prefix(c, measure, int(target * before[key]), what, before[key])
+    amount = config.amount()
+    if amount.kind != "ratio":
+        measure, what = (count_macs, "MACs") if amount.kind == "macs" else (count_params, "parameters")
+        return _search_prefix(c, measure, int(amount.value * before[amount.kind]), what, before[amount.kind])
     units_total = sum(g.size for g in c.groups)
-    length = prefix_for_ratio(c.sequence, units_total, config.ratio)
+    length = prefix_for_ratio(c.sequence, units_total, amount.value)
     reachable = sum(m.units for m in c.sequence) / units_total
-    if length == len(c.sequence) and config.ratio - reachable > _RATIO_TOLERANCE:
+    if length == len(c.sequence) and amount.value - reachable > _RATIO_TOLERANCE:
         smallest = c.measure(len(c.sequence), count_macs)
         raise EdgepruneError(
-            f"--ratio {config.ratio:g} removes more than {_FLOORS} allow: at most {reachable:.3f} of the units can "
+            f"--ratio {amount.value:g} removes more than {_FLOORS} allow: at most {reachable:.3f} of the units can "
             f"go, keeping {smallest / before['macs']:.3f} of the MACs; lower --ratio or pass --allow-narrow"
         )
     return length
@@ -281,9 +276,7 @@ def _measures(model: nn.Module) -> dict[str, Any]:
     return {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
 
 
-def prune_model(
-    model: nn.Module, timm_name: str, config: PruneConfig, calib_batches: Sequence[Batch]
-) -> dict[str, Any]:
+def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_batches: Sequence[Batch]) -> PruneReport:
     """Prune `model` in place; returns the prune report (MACs, params, units and per-block widths before and after)."""
     config.validate()
     adapter = adapter_for(model, timm_name)
@@ -306,33 +299,39 @@ def prune_model(
     plan = plan_from_prefix(groups, sequence, length)
     apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else ())
     after = _measures(model)
-    return {
-        "model": timm_name,
-        "family": adapter.family,
-        "metric": config.metric,
-        "ratio": plan.removed_fraction,
-        "requested": {"ratio": config.ratio, "target_macs": config.target_macs, "target_params": config.target_params},
-        "prune_heads": config.prune_heads,
-        "round_to": config.round_to,
-        "normalization": normalization,
-        "max_share": config.max_share,
-        "compensated": config.compensate,
-        "floors": vars(config.floors()),
-        "calibration_samples": sum(len(x) for x, _ in calib_batches),
-        "macs": {"before": before["macs"], "after": after["macs"]},
-        "params": {"before": before["params"], "after": after["params"]},
-        "units": {
-            "before": plan.units_total,
-            "after": plan.units_total - plan.units_removed_count,
-            "removed_fraction": plan.removed_fraction,
-        },
-        "achieved": {
-            "macs_kept": after["macs"] / before["macs"],
-            "params_kept": after["params"] / before["params"],
-            "units_removed": plan.removed_fraction,
-        },
-        "blocks": [
-            {"index": i, "before": b, "after": a}
-            for i, (b, a) in enumerate(zip(before["blocks"], after["blocks"], strict=True))
-        ],
-    }
+    return PruneReport.from_json(
+        {
+            "model": timm_name,
+            "family": adapter.family,
+            "metric": config.metric,
+            "ratio": plan.removed_fraction,
+            "requested": {
+                "ratio": config.ratio,
+                "target_macs": config.target_macs,
+                "target_params": config.target_params,
+            },
+            "prune_heads": config.prune_heads,
+            "round_to": config.round_to,
+            "normalization": normalization,
+            "max_share": config.max_share,
+            "compensated": config.compensate,
+            "floors": vars(config.floors()),
+            "calibration_samples": sum(len(x) for x, _ in calib_batches),
+            "macs": {"before": before["macs"], "after": after["macs"]},
+            "params": {"before": before["params"], "after": after["params"]},
+            "units": {
+                "before": plan.units_total,
+                "after": plan.units_total - plan.units_removed_count,
+                "removed_fraction": plan.removed_fraction,
+            },
+            "achieved": {
+                "macs_kept": after["macs"] / before["macs"],
+                "params_kept": after["params"] / before["params"],
+                "units_removed": plan.removed_fraction,
+            },
+            "blocks": [
+                {"index": i, "before": b, "after": a}
+                for i, (b, a) in enumerate(zip(before["blocks"], after["blocks"], strict=True))
+            ],
+        }
+    )

@@ -1,0 +1,172 @@
+"""`edgeprune export`, `build`, `bench` and `demo`: engines from a run, and their measurement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeprune.cli.app import (
+    EXIT_GATE_FAILED,
+    DataOpt,
+    RunOpt,
+    TargetName,
+    WorkspaceOpt,
+    app,
+    out,
+    plain,
+    reporter,
+    user_errors,
+    workspace_at,
+)
+from edgeprune.cli.render import print_bench, print_export
+from edgeprune.requests import DEFAULT_OPSET, BenchRequest, ExportRequest
+
+_E, _B = ExportRequest, BenchRequest  # the defaults
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Hardware profile: a name from `edgeprune profiles` or a TOML file "
+        "\\[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 otherwise]."
+    ),
+]
+MinAgreementOpt = Annotated[
+    float | None,
+    typer.Option(help="Gate: engine/torch top-1 agreement \\[default: fp32 0.99, fp16 0.98, int8 0.97].", min=0, max=1),
+]
+MaxDropOpt = Annotated[
+    float | None,
+    typer.Option(help="Gate: engine accuracy below the unpruned baseline's \\[default: the profile's, else none]."),
+]
+TargetOpt = Annotated[TargetName | None, typer.Option(help="What to build \\[default: the profile's, else ort-cpu].")]
+
+
+@app.command()
+@user_errors
+def export(
+    target: TargetOpt = None,
+    profile: ProfileOpt = _E.profile,
+    run: RunOpt = None,
+    parity_images: Annotated[int, typer.Option(help="Held-out images for the torch/ONNX parity check.", min=1)] = (
+        _E.parity_images
+    ),
+    opset: Annotated[int, typer.Option(help=f"ONNX opset (>= {DEFAULT_OPSET}).", min=DEFAULT_OPSET)] = _E.opset,
+    force: Annotated[bool, typer.Option("--force", help="Export the ONNX files again even if up to date.")] = _E.force,
+    data: DataOpt = _E.data,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export the run's pruned (and baseline) model to ONNX, check parity, build the target's engine.
+
+    Where TensorRT is not installed, TensorRT targets write a deploy bundle (ONNX, profile, calibration data,
+    build.sh with the exact trtexec command) to build on the device with `edgeprune build`.
+
+    Examples:
+
+      edgeprune export --target ort-cpu
+
+      edgeprune export --target ort-cpu-int8 --profile cpu-x86
+
+      edgeprune export --target trt-fp16 --profile jetson-orin-nano
+    """
+    from edgeprune.pipeline.export import run_export
+
+    request = ExportRequest(plain(target), profile, parity_images, opset, force, data)
+    result, parity, build = run_export(workspace_at(workspace), request, run, reporter())
+    bundle = build.engines["model"].bundle
+    print_export(result.name, parity, build, result.dir / bundle if bundle else None)
+
+
+@app.command()
+@user_errors
+def build(
+    bundle: Annotated[Path, typer.Argument(help="A deploy bundle folder written by `edgeprune export`.")],
+) -> None:
+    """Build a TensorRT engine from a deploy bundle, on the device (needs TensorRT).
+
+    Example:
+
+      edgeprune build edgeprune-runs/my-run/engines/trt-fp16/model
+    """
+    from edgeprune.export.tensorrt import ENGINE_FILE, build_bundle
+
+    build_bundle(bundle)
+    out.print(f"engine: {bundle / ENGINE_FILE}")
+
+
+@app.command()
+@user_errors
+def bench(
+    domain: Annotated[
+        str | None, typer.Option(help="Domain to measure accuracy on \\[default: the run's held-out domain].")
+    ] = _B.domain,
+    target: Annotated[
+        TargetName | None,
+        typer.Option(
+            help="Engine to benchmark (built by `edgeprune export`) \\[default: the profile's, else ort-cpu]."
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Hardware profile whose batch, threads and gate apply (name or TOML file).")
+    ] = _B.profile,
+    batch: Annotated[
+        int | None,
+        typer.Option(help="Batch size of the latency measurement \\[default: profile's opt, else 1].", min=1),
+    ] = _B.batch,
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads \\[default: profile's, else all cores].", min=1)
+    ] = _B.threads,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.", min=0)] = _B.warmup,
+    iterations: Annotated[int, typer.Option(help="Timed runs.", min=1)] = _B.iterations,
+    max_images: Annotated[
+        int | None, typer.Option(help="Evaluate on an even sample of at most N images.", min=1)
+    ] = _B.max_images,
+    min_agreement: MinAgreementOpt = _B.min_agreement,
+    max_engine_drop: Annotated[float, typer.Option(help="Gate: engine accuracy below torch's.")] = _B.max_engine_drop,
+    max_drop: MaxDropOpt = _B.max_drop,
+    run: RunOpt = None,
+    data: DataOpt = _B.data,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Latency and held-out accuracy of the baseline, the pruned torch model and the engine (exit 3: gate failed).
+
+    Examples:
+
+      edgeprune bench
+
+      edgeprune bench --domain sketch --target ort-cpu --batch 8 --threads 2
+
+      edgeprune bench --target ort-cpu-int8 --profile cpu-x86
+    """
+    from edgeprune.pipeline.bench import run_bench
+
+    request = BenchRequest(
+        plain(target), domain, data, batch, threads, warmup, iterations, max_images, profile, min_agreement,
+        max_engine_drop, max_drop,
+    )  # fmt: skip
+    result, report = run_bench(workspace_at(workspace), request, run, reporter())
+    print_bench(report, result.bench_path(report.target, report.domain))
+    if not report.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command()
+@user_errors
+def demo(
+    run: Annotated[str | None, typer.Option("--run", help="Name of the demo run.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The whole path offline: built-in data set, a 4-block ViT trained from scratch, pruned at 0.5 (hessian),
+    exported to onnxruntime, benchmarked on the held-out sketch domain.
+
+    Example:
+
+      edgeprune demo --workspace /tmp/edgeprune-demo
+    """
+    from edgeprune.pipeline.demo import run_demo
+
+    result, report = run_demo(workspace_at(workspace), run_name=run, reporter=reporter())
+    print_bench(report, result.bench_path(report.target, report.domain))
+    if not report.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)

@@ -1,0 +1,81 @@
+"""`edgeprune prune`."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from edgeprune.cli import prune_options as o
+from edgeprune.cli.app import Metric, Normalization, WorkspaceOpt, app, plain, reporter, user_errors, workspace_at
+from edgeprune.cli.render import print_prune_summary
+from edgeprune.errors import EdgepruneError
+from edgeprune.requests import PruneRequest as D  # the defaults
+
+_REQUEST_FIELDS = {f.name for f in fields(D)}
+_METRIC, _NORMALIZATION = Metric(D.metric), Normalization(D.normalization)
+
+
+@app.command()
+@user_errors
+def prune(
+    model: o.Model = None,
+    ratio: o.Ratio = D.ratio,
+    metric: o.MetricOpt = _METRIC,
+    data: o.Data = D.data,
+    target_domain: o.TargetDomain = D.target_domain,
+    checkpoint: o.Checkpoint = D.checkpoint,
+    random_init: o.RandomInit = D.random_init,
+    baseline_epochs: o.BaselineEpochs = D.baseline_epochs,
+    epochs: o.Epochs = D.epochs,
+    baseline_run: o.BaselineRun = D.baseline_run,
+    prune_heads: o.PruneHeads = D.prune_heads,
+    round_to: o.RoundTo = D.round_to,
+    target_macs: o.TargetMacs = D.target_macs,
+    target_params: o.TargetParams = D.target_params,
+    normalization: o.NormalizationOpt = _NORMALIZATION,
+    max_share: o.MaxShare = D.max_share,
+    compensate: o.Compensate = D.compensate,
+    allow_narrow: o.AllowNarrow = D.allow_narrow,
+    distill: o.Distill = D.distill,
+    distill_weight: o.DistillWeight = D.distill_weight,
+    distill_temperature: o.DistillTemperature = D.distill_temperature,
+    steps: o.Steps = D.steps,
+    recovery_steps: o.RecoverySteps = D.recovery_steps,
+    calib_batches: o.CalibBatches = D.calib_batches,
+    batch_size: o.BatchSize = D.batch_size,
+    lr: o.Lr = D.lr,
+    baseline_lr: o.BaselineLr = D.baseline_lr,
+    max_steps_per_epoch: o.MaxStepsPerEpoch = D.max_steps_per_epoch,
+    workers: o.Workers = D.workers,
+    seed: o.Seed = D.seed,
+    run: o.NewRun = None,
+    resume: o.Resume = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Load and adapt a model, fine-tune it on the source domains, prune it globally, fine-tune it again.
+
+    Examples:
+
+      edgeprune prune --model deit-tiny --checkpoint deit_tiny.safetensors --data PACS --target-domain sketch \\
+        --ratio 0.5 --metric hessian --baseline-epochs 1 --epochs 1
+
+      edgeprune prune --model vit-micro --random-init --baseline-epochs 20 --epochs 5
+
+      edgeprune prune --resume --run my-run
+    """
+    options = {name: plain(value) for name, value in locals().items() if name in _REQUEST_FIELDS}
+    from edgeprune.pipeline.prune import resume_prune, run_prune
+
+    ws = workspace_at(workspace)
+    if resume:
+        result = resume_prune(ws, run, reporter())
+    else:
+        result = run_prune(_request(options), ws, run_name=run, reporter=reporter())
+    metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
+    print_prune_summary(result.name, result.prune_report(), metrics)
+
+
+def _request(options: dict[str, Any]) -> D:
+    if options["model"] is None:
+        raise EdgepruneError("give --model (e.g. --model deit-tiny), or --resume to continue a run")
+    return D(**options)

@@ -1,0 +1,87 @@
+"""`edgeprune prune`'s options: help and bounds here, defaults from `PruneRequest` (declared once, there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeprune.cli.app import Metric, Normalization, open_range
+from edgeprune.config import AMOUNT_RANGE
+
+_fraction = open_range(*AMOUNT_RANGE)
+
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...) or any timm model name."),
+]
+Ratio = Annotated[
+    float,
+    typer.Option(callback=_fraction, help="Fraction of all prunable channels and head dims to remove, in (0, 1)."),
+]
+MetricOpt = Annotated[Metric, typer.Option("--metric", help="Importance metric.")]
+Data = Annotated[
+    Path | None, typer.Option(help="DG data set ROOT/<domain>/<class>/<images> \\[default: the built-in data set].")
+]
+TargetDomain = Annotated[str, typer.Option(help="Domain held out of training and pruning.")]
+Checkpoint = Annotated[Path | None, typer.Option(help="Weights: .safetensors or .pth state dict.")]
+RandomInit = Annotated[bool, typer.Option("--random-init", help="Start from random weights (latency studies, tests).")]
+BaselineEpochs = Annotated[int, typer.Option(min=0, help="Fine-tune the unpruned model first (0 = as loaded).")]
+Epochs = Annotated[int, typer.Option(min=0, help="Fine-tune epochs after pruning (0 = none).")]
+BaselineRun = Annotated[str | None, typer.Option(help="Reuse the baseline of this earlier run.")]
+PruneHeads = Annotated[bool, typer.Option("--prune-heads", help="Also remove whole attention heads.")]
+RoundTo = Annotated[int | None, typer.Option(min=1, help="Keep pruned widths multiples of N.")]
+TargetMacs = Annotated[
+    float | None,
+    typer.Option(callback=_fraction, help="Keep this fraction of the MACs instead of using --ratio (e.g. 0.4)."),
+]
+TargetParams = Annotated[
+    float | None,
+    typer.Option(callback=_fraction, help="Keep this fraction of the parameters instead of using --ratio."),
+]
+NormalizationOpt = Annotated[
+    Normalization,
+    typer.Option(
+        "--normalization",
+        help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
+        "per multiply-accumulate removed); auto = none for hessian and taylor, mean for the others.",
+    ),
+]
+MaxShare = Annotated[
+    float | None,
+    typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),
+]
+Compensate = Annotated[
+    bool,
+    typer.Option(
+        "--compensate/--no-compensate",
+        help="Fold removed units' mean contribution into the next bias and correct LayerNorm statistics.",
+    ),
+]
+AllowNarrow = Annotated[
+    bool, typer.Option("--allow-narrow", help="Let the embedding fall below 8 channels and heads below 4 dims.")
+]
+Distill = Annotated[
+    bool,
+    typer.Option(
+        "--distill/--no-distill",
+        help="Fine-tune against the baseline's soft outputs too (measured: more source accuracy, less held-out).",
+    ),
+]
+DistillWeight = Annotated[float, typer.Option(help="Share of the distillation term in the loss.")]
+DistillTemperature = Annotated[float, typer.Option(help="Softmax temperature of distillation.")]
+Steps = Annotated[int, typer.Option(min=1, help="Prune in this many steps, with a short recovery between.")]
+RecoverySteps = Annotated[int, typer.Option(min=0, help="Training steps of each recovery between pruning steps.")]
+CalibBatches = Annotated[int, typer.Option(min=1, help="Source-domain batches that importance sees.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Training and calibration batch size.")]
+Lr = Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")]
+BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")]
+MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
+Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")]
+Seed = Annotated[int, typer.Option(help="Seed of the split, sampling and training.")]
+NewRun = Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to resume).")]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted run with its saved options (other options are ignored)."),
+]

@@ -1,0 +1,163 @@
+"""What each command asks for, declared once: the CLI takes its defaults from these and the pipeline checks them.
+
+Importable without torch, so `edgeprune --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeprune.config import Amount
+from edgeprune.errors import EdgepruneError
+
+if TYPE_CHECKING:
+    from edgeprune.models.registry import ModelSpec
+    from edgeprune.prune.pruner import PruneConfig
+
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class PruneRequest:
+    model: str
+    ratio: float = 0.5
+    metric: str = "hessian"
+    data: Path | None = None  # default: the built-in data set
+    target_domain: str = "sketch"
+    checkpoint: Path | None = None
+    random_init: bool = False
+    baseline_epochs: int = 0
+    epochs: int = 1
+    baseline_run: str | None = None
+    prune_heads: bool = False
+    round_to: int | None = None
+    target_macs: float | None = None
+    target_params: float | None = None
+    calib_batches: int = 4
+    batch_size: int = 32
+    lr: float = 1e-4
+    baseline_lr: float | None = None  # default: lr
+    max_steps_per_epoch: int | None = None
+    val_fraction: float = 0.1
+    workers: int = 2
+    seed: int = 0
+    normalization: str = "auto"
+    max_share: float | None = None
+    compensate: bool = True
+    allow_narrow: bool = False
+    distill: bool = False  # off by default: it cost held-out accuracy on PACS (README, Results)
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    steps: int = 1
+    recovery_steps: int = 50
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PruneRequest:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("data", "checkpoint"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
+
+    def validate(self) -> ModelSpec:
+        from edgeprune.models.registry import resolve_model
+
+        spec = resolve_model(self.model)
+        self.prune_config().validate()
+        self._check_training()
+        if self.checkpoint is not None and self.random_init:
+            raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise EdgepruneError(f"checkpoint {self.checkpoint} does not exist")
+        return spec
+
+    def _check_training(self) -> None:
+        for name in ("baseline_epochs", "epochs"):
+            if getattr(self, name) < 0:
+                raise EdgepruneError(f"--{name.replace('_', '-')} must be 0 or more")
+        if self.calib_batches < 1 or self.batch_size < 1:
+            raise EdgepruneError("--calib-batches and --batch-size must be at least 1")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise EdgepruneError("--max-steps-per-epoch must be at least 1 (leave it out for whole epochs)")
+        if self.workers < 0:
+            raise EdgepruneError("--workers must be 0 (load in the main process) or more")
+        if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
+            raise EdgepruneError("learning rates must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise EdgepruneError("the validation fraction must be in [0, 1)")
+        if self.steps < 1 or self.recovery_steps < 0:
+            raise EdgepruneError("--steps must be at least 1 and --recovery-steps 0 or more")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise EdgepruneError("--distill-weight is a share in [0, 1] and --distill-temperature must be positive")
+
+    def prune_config(self) -> PruneConfig:
+        from edgeprune.prune.pruner import PruneConfig
+
+        return PruneConfig(
+            metric=self.metric,
+            ratio=self.ratio,
+            prune_heads=self.prune_heads,
+            round_to=self.round_to,
+            target_macs=self.target_macs,
+            target_params=self.target_params,
+            normalization=self.normalization,
+            max_share=self.max_share,
+            compensate=self.compensate,
+            allow_narrow=self.allow_narrow,
+        )
+
+    def amount(self) -> Amount:
+        return Amount.choose(self.ratio, self.target_macs, self.target_params)
+
+    def default_run_name(self) -> str:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return f"{self.model.replace('_', '-')}-{self.metric}-{self.amount().tag()}-{stamp}"
+
+
+@dataclass
+class ExportRequest:
+    target: str | None = None  # default: the profile's default target, else ort-cpu
+    profile: str | None = None  # name or TOML path; default: by target (server-gpu, cpu-x86 or cpu-arm64)
+    parity_images: int = 128
+    opset: int = DEFAULT_OPSET
+    force: bool = False
+    data: Path | None = None  # the run's data set, where it is mounted elsewhere than when the run was made
+
+    def validate(self) -> None:
+        if self.parity_images < 1:
+            raise EdgepruneError("--parity-images must be at least 1")
+        if self.opset < DEFAULT_OPSET:
+            raise EdgepruneError(f"--opset must be {DEFAULT_OPSET} or more (LayerNormalization)")
+
+
+@dataclass
+class BenchRequest:
+    target: str | None = None  # default: the profile's default target, else ort-cpu
+    domain: str | None = None  # default: the run's held-out domain
+    data: Path | None = None  # the run's data set, where it is mounted elsewhere than when the run was made
+    batch: int | None = None  # default: the profile's opt batch, else 1
+    threads: int | None = None  # default: the profile's threads, else all cores
+    warmup: int = 10
+    iterations: int = 50
+    max_images: int | None = None
+    profile: str | None = None  # a profile's batch, threads and gate (latency budget, accuracy drop) apply
+    min_agreement: float | None = None  # default: by precision (fp32 0.99, fp16 0.98, int8 0.97)
+    max_engine_drop: float = 0.01
+    max_drop: float | None = None  # default: the profile's max_accuracy_drop, else not checked
+
+    def validate(self) -> None:
+        for name in ("batch", "threads", "max_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise EdgepruneError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.warmup < 0 or self.iterations < 1:
+            raise EdgepruneError("--warmup must be 0 or more and --iterations at least 1")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise EdgepruneError("--min-agreement is a share of images, in [0, 1]")

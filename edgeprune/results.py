@@ -1,0 +1,212 @@
+"""What each stage produces, as typed objects with the JSON keys of DESIGN.md.
+
+`from_json` reads what `to_json` wrote (and what earlier versions wrote: unknown keys are kept, so a report read
+and written back loses nothing). The pipeline builds these, `workspace.Run` hands them out by name, and the CLI and
+`scripts/` render them: nobody else knows a file name or a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from edgeprune.workspace import atomic_write_json, read_json
+
+R = TypeVar("R", bound="Result")
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    def to_json(self) -> dict[str, Any]:
+        # Only what was set: a key absent when read (or not given when built) stays absent.
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def from_json(cls: type[R], data: dict[str, Any]) -> R:
+        return cls.model_validate(data)
+
+    @classmethod
+    def read(cls: type[R], path: Path) -> R:
+        return cls.from_json(read_json(path))
+
+    def write(self, path: Path) -> None:
+        atomic_write_json(path, self.to_json())
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    min_top1_agreement: float
+    max_abs_diff: float | None = None  # None: not judged (reduced precision moves logits by design)
+
+
+class Comparison(Result):
+    """A candidate's logits against its reference's on the same images (parity.json, agreement records)."""
+
+    samples: int = 0
+    top1_agreement: float = 0.0
+    max_abs_diff: float = 0.0
+    mean_abs_diff: float = 0.0
+
+    def failures(self, tolerance: Tolerance) -> list[str]:
+        """What breaks `tolerance`, in words (empty when it holds)."""
+        reasons = []
+        if self.top1_agreement < tolerance.min_top1_agreement:
+            reasons.append(f"top-1 agreement {self.top1_agreement:.4f} < {tolerance.min_top1_agreement}")
+        if tolerance.max_abs_diff is not None and self.max_abs_diff > tolerance.max_abs_diff:
+            reasons.append(f"max |diff| {self.max_abs_diff:.2e} > {tolerance.max_abs_diff:g}")
+        return reasons
+
+
+class BeforeAfter(Result):
+    before: int
+    after: int
+
+    @property
+    def kept(self) -> float:
+        return self.after / self.before
+
+
+class UnitCount(BeforeAfter):
+    removed_fraction: float
+
+
+class Achieved(Result):
+    macs_kept: float
+    params_kept: float
+    units_removed: float | None = None  # absent from reports of edgeprune before the global unit budget
+
+
+class Widths(Result):
+    embed_dim: int
+    heads: int
+    head_dim: int
+    mlp_hidden: int
+
+
+class BlockChange(Result):
+    index: int
+    before: Widths
+    after: Widths
+
+
+class PruneReport(Result):
+    """pruned/prune_report.json: what was asked, how it was decided, and what came out."""
+
+    model: str
+    family: str
+    metric: str
+    ratio: float  # the fraction of units removed (achieved; see `requested` for what was asked)
+    requested: dict[str, float | None]
+    prune_heads: bool
+    round_to: int | None
+    # Absent from reports written before the global unit budget, which always used mean normalisation.
+    normalization: str = "mean"
+    max_share: float | None = None
+    compensated: bool = False
+    floors: dict[str, int] | None = None
+    calibration_samples: int
+    macs: BeforeAfter
+    params: BeforeAfter
+    units: UnitCount | None = None
+    achieved: Achieved
+    blocks: list[BlockChange]
+    steps: list[dict[str, Any]] | None = None  # per step, when pruned in several
+
+
+class StageMetrics(Result):
+    """<stage>/metrics.json."""
+
+    held_out_domain: str
+    held_out_accuracy: float
+    source_val_accuracy: float | None = None
+
+
+class ParityReport(Result):
+    """export/parity.json: each exported ONNX against its torch model on held-out images."""
+
+    tolerance: dict[str, float | None]
+    domain: str
+    model: Comparison
+    baseline: Comparison
+    passed: bool
+
+
+class EngineRecord(Result):
+    path: str  # relative to the run folder
+    sha256: str | None = None
+    bundle: str | None = None  # a deploy bundle's folder, where TensorRT builds on the device
+
+
+class BuildRecord(Result):
+    """engines/<target>/build.json."""
+
+    target: str
+    profile: str
+    engines: dict[str, EngineRecord]
+    model_sha256: dict[str, str]
+    quantization: dict[str, dict[str, Any]] | None = None
+    bundles: dict[str, dict[str, Any]] | None = None
+    float16: dict[str, dict[str, Any]] | None = None
+    note: str | None = None
+
+    def location(self, name: str) -> str:
+        engine = self.engines[name]
+        return engine.bundle or engine.path
+
+    def agreements(self) -> list[tuple[str, str, Comparison]]:
+        """(model name, what was compared, agreement with fp32) for reduced-precision builds."""
+        found = []
+        for name, info in (self.quantization or {}).items():
+            found.append((name, "INT8", Comparison.from_json(info["agreement_with_fp32"])))
+        for name, info in (self.float16 or {}).items():
+            if "agreement_with_fp32" in info:
+                found.append((name, "float16", Comparison.from_json(info["agreement_with_fp32"])))
+        for name, bundle in (self.bundles or {}).items():
+            if "fp16_agreement_with_fp32" in bundle:
+                found.append((name, "float16 ONNX", Comparison.from_json(bundle["fp16_agreement_with_fp32"])))
+        return found
+
+
+class GateVerdict(Result):
+    passed: bool
+    reasons: list[str]
+    thresholds: dict[str, float | None]
+
+
+class BenchReport(Result):
+    """bench/<target>-<domain>.json."""
+
+    run: str
+    target: str
+    engine_profile: str
+    profile: str | None
+    domain: str
+    domain_seen_in_training: bool
+    images: int
+    batch: int
+    threads: int | None
+    accuracy: dict[str, float]
+    agreement: float
+    baseline_agreement: float
+    latency_ms: dict[str, float]
+    baseline_latency_ms: dict[str, float]
+    iterations: int
+    warmup: int
+    throughput_ips: float
+    baseline_throughput_ips: float
+    macs: dict[str, int]
+    params: dict[str, int]
+    speedup: float
+    speedup_over_fp32: float | None = None
+    fp32_latency_ms: dict[str, float] | None = None
+    device: dict[str, Any]
+    measured: str
+    gate: GateVerdict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is not None and self.gate.passed

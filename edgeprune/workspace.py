@@ -12,7 +12,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,21 +75,46 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces `path` only when the block finishes without error."""
+def atomic_dir(path: Path, *, already_published: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a temporary folder that replaces `path` only when the block finishes without error.
+
+    If the final swap fails, the previous `path` (a folder, a file or a dangling symlink) is put back, unless
+    `already_published(path)` says a concurrent writer has just put the same result there, which is then kept.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        if path.exists():  # move the previous version aside first: an interrupt never loses both
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, path, already_published)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
+
+
+def _swap_in(tmp: Path, path: Path, already_published: Callable[[Path], bool] | None) -> None:
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    remove_path(old)
+    had_old = path.exists() or path.is_symlink()
+    if had_old:  # move the previous version aside first: an interrupt never loses both
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if already_published is not None and already_published(path):
+            return
+        if had_old and not (path.exists() or path.is_symlink()):
+            os.replace(old, path)
+        raise
+    finally:
+        remove_path(old)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a folder tree, a file or a symlink (not what it points to); nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def file_sha256(path: Path) -> str:

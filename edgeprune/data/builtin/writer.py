@@ -1,23 +1,22 @@
 """Writing the built-in data set to disk: ROOT/<domain>/<class>/<i:04d>.png plus a completion marker.
 
-The data set is drawn into a temporary sibling folder and swapped in for ROOT only once it is complete.
-`workspace.atomic_dir` cannot do that swap here: when the final rename fails, the data set must still accept
-an identical one that a concurrent run has just put in place and otherwise put the previous content of ROOT
-back, and ROOT may be a file or a (dangling) symlink. The temporary names follow atomic_dir's
-(`.<name>.tmp-<pid>`, `.<name>.old-<pid>`), and leftovers of killed runs are removed on the next run.
+The data set is drawn into a temporary sibling folder and swapped in for ROOT only once it is complete
+(`workspace.atomic_dir`: an identical data set that a concurrent run has just put in place is accepted, anything
+else at ROOT is put back if the swap fails). Leftovers of killed runs (`.<name>.tmp-<pid>`, `.<name>.old-<pid>`)
+are removed on the next run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edgeprune.data.builtin.render import CLASSES, DOMAINS, render_image
+from edgeprune.workspace import atomic_dir, remove_path
 
 VERSION = 1
 DEFAULT_IMAGES_PER_CLASS = 80  # 2,240 images: enough for the demo's from-scratch ViT to learn the sources
@@ -46,14 +45,9 @@ def generate_builtin(
 
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(root)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    try:
-        _remove(tmp)
+    with atomic_dir(root, already_published=lambda path: _is_complete(path, args)) as tmp:
         _draw_images(tmp, images_per_class, size, seed, progress)
         (tmp / MARKER).write_text(json.dumps(args, sort_keys=True))
-        _move_into_place(tmp, root, args)
-    finally:
-        _remove(tmp)
     return root
 
 
@@ -81,32 +75,6 @@ def _is_complete(root: Path, args: dict[str, int]) -> bool:
         return False
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _move_into_place(tmp: Path, root: Path, args: dict[str, int]) -> None:
-    """Swap the finished `tmp` in for `root`; on failure the previous content of `root` is put back."""
-    old = root.parent / f".{root.name}.old-{os.getpid()}"
-    _remove(old)
-    had_old = root.exists() or root.is_symlink()
-    if had_old:
-        os.replace(root, old)
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        if _is_complete(root, args):  # a concurrent run has just put the same data set in place
-            return
-        if had_old and not root.exists():
-            os.replace(old, root)
-        raise
-    finally:
-        _remove(old)
-
-
 def _remove_stale_siblings(root: Path) -> None:
     """Delete temporary folders left next to `root` by runs that were killed (POSIX only)."""
     if os.name != "posix":
@@ -118,7 +86,7 @@ def _remove_stale_siblings(root: Path) -> None:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            _remove(path)
+            remove_path(path)
         except OSError:  # alive, owned by someone else
             pass
 

@@ -8,6 +8,7 @@ on the same augmented batch, so it adds one forward pass of the baseline per ste
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,7 @@ def fine_tune(
         history, start_epoch = _resume(checkpoint, model, opt, device)
         reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
     torch.manual_seed(config.seed + start_epoch)
+    random.seed(config.seed + start_epoch)  # timm's random crop draws from Python's generator (workers=0: this one)
     for epoch in range(start_epoch, config.epochs):
         with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
             record = {

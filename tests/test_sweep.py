@@ -2,7 +2,8 @@
 
 One small sweep (l2 and random x ratios 0.5 and 0.999, sketch held out, ort-cpu) is made once through the CLI: two
 cells run in full (the l2 one trains the baseline, the random one reuses it) and the two 0.999 cells fail at
-pruning, below the floors. Tests that write into it take a copy.
+pruning, below the floors. Tests that write into it take a copy. Where Ray is installed, the same sweep is made
+again with --executor ray, and must give the same cells and the same report but for timings.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import json
 import pickle
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,6 +228,8 @@ def test_spec_file_with_flags_on_top(tmp_path: Path) -> None:
         (["--models", "vit-micro", "--set", "depth=3"], "unknown prune option(s) depth"),
         (["--models", "vit-micro", "--set", "lr"], "--set takes key=value"),
         (["--models", "vit-micro", "--executor", "slurm"], "unknown --executor 'slurm'"),
+        (["--models", "vit-micro", "--address", "auto"], "--address: only with --executor ray"),
+        (["--models", "vit-micro", "--executor", "ray", "--cpus-per-cell", "0"], "--cpus-per-cell must be above 0"),
     ],
 )
 def test_sweep_rejects_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
@@ -245,3 +249,67 @@ def test_help_has_examples() -> None:
     for command in ("sweep", "report"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_executor_ray_without_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    result = invoke("sweep", "--models", "vit-micro", "--executor", "ray", "--workspace", tmp_path)
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert "--executor ray needs Ray: pip install 'edgeprune[ray]'" in " ".join(result.output.split())
+    assert not any(tmp_path.iterdir())  # failed before planning anything
+
+
+# The same sweep with --executor ray on a local Ray (2 CPUs): skipped where Ray, an optional extra, is not installed.
+RAY_MISSING = "Ray is an optional extra: pip install 'edgeprune[ray]'"
+TIMING_COLUMNS = {
+    "latency_p50_ms", "latency_p90_ms", "throughput_ips", "baseline_latency_p50_ms", "baseline_latency_p90_ms",
+    "speedup", "elapsed_s",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ray_swept(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, str]:
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)  # before the local sweep is made, when it is not needed
+    _, data = request.getfixturevalue("swept")
+    root = tmp_path_factory.mktemp("sweep-ray-ws")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:  # 2 CPUs per cell: the cells' torch uses 2 threads, as the local sweep does, for the same numbers
+        result = invoke(*sweep_args(data, root), "--executor", "ray", "--cpus-per-cell", 2)
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 1, result.output  # the same two cells failed
+    return Workspace(root), result.output
+
+
+def test_ray_address_is_checked_before_planning(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason=RAY_MISSING)
+    for address, message in [
+        ("127.0.0.1:1", "cannot reach a Ray cluster at --address 127.0.0.1:1"),  # rather than Ray's long retries
+        ("nonsense", "--address takes auto or HOST:PORT (got 'nonsense')"),
+    ]:
+        result = invoke("sweep", "--models", "vit-micro", "--executor", "ray", "--address", address, "-w", tmp_path)
+        assert result.exit_code == EXIT_ERROR and message in " ".join(result.output.split()), result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_ray_executor_runs_the_same_cells(ray_swept, swept) -> None:
+    (local, _), (remote, output) = swept, ray_swept
+    cells = [(c.name, c.status, c.baseline_from, c.error) for c in read_sweep(local, NAME).cells]
+    assert [(c.name, c.status, c.baseline_from, c.error) for c in read_sweep(remote, NAME).cells] == cells
+    assert all(c.elapsed_s is not None and c.elapsed_s > 0 for c in read_sweep(remote, NAME).cells)
+    lines = " ".join(output.split())
+    assert f"done {LEADER} in" in lines and f"done {REUSER} in" in lines and f"(baseline from {LEADER})" in lines
+    assert all(f"failed {name} after" in lines for name in FAILING)
+    stages = remote.get_run(REUSER).manifest()["stages"]
+    assert stages["baseline"]["reused_from"] == LEADER  # the follower ran after its leader had finished
+
+
+def test_ray_executor_report_agrees_with_local_but_for_timings(ray_swept, swept, tmp_path: Path) -> None:
+    (local, _), (remote, _) = swept, ray_swept
+    tables = []
+    for workspace, out in ((local, tmp_path / "local"), (remote, tmp_path / "ray")):
+        result = invoke("report", NAME, "--workspace", workspace.root, "--out", out)
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader((out / "results.csv").open()))
+        tables.append({(r["cell"], r["target"]): {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows})
+    assert len(tables[0]) == 4 and tables[1] == tables[0]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgeprune.config import METRICS, NORMALIZATIONS
 from edgeprune.errors import EdgepruneError
@@ -73,7 +74,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EdgepruneError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # the text, not markup
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run")

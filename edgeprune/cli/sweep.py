@@ -43,6 +43,24 @@ TargetMacs = _list_opt("--target-macs", "Fractions of MACs to keep (cells beside
 Domains = _list_opt("--domains", "Held-out domains, each in turn; 'all' = every domain of the data set")
 Seeds = _list_opt("--seeds", "Seeds (split, sampling, training)")
 Targets = _list_opt("--targets", "Engines to export and benchmark per cell")
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where cells run: local (one after another, here) or ray (in parallel, one Ray task per cell; the "
+        "workspace must be on a path every node sees). Example: --executor ray --address auto."
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --executor ray: the Ray cluster, auto (the one this node is in) or HOST:PORT "
+        "\\[default: start a local Ray]. Example: --address 10.0.0.5:6379."
+    ),
+]
+CpusPerCellOpt = Annotated[
+    float | None,
+    typer.Option(help="With --executor ray: CPUs each cell asks Ray for \\[default: 1]. Example: --cpus-per-cell 4."),
+]
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -187,7 +205,9 @@ def sweep(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Sweep name \\[default: the spec file's name, else a hash].")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
-    executor: Annotated[str, typer.Option(help="Where cells run: local (one after another, here).")] = "local",
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    cpus_per_cell: CpusPerCellOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the pipeline's messages.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print sweep.json on stdout at the end.")] = False,
     workspace: WorkspaceOpt = None,
@@ -216,15 +236,22 @@ def sweep(
     from edgeprune.sweep import load_spec
 
     sweep_spec = load_spec(spec, overrides)
-    _run(sweep_spec, workspace_at(workspace), _executor(executor), verbose, retry_failed, json_out)
+    chosen = _executor(executor, address, cpus_per_cell)
+    _run(sweep_spec, workspace_at(workspace), chosen, verbose, retry_failed, json_out)
 
 
-def _executor(name: str) -> Any:
+def _executor(name: str, address: str | None, cpus_per_cell: float | None) -> Any:
+    """The executor, made with the options given (--address and --cpus-per-cell are Ray's)."""
     from edgeprune.sweep.executor import EXECUTORS
 
     if name not in EXECUTORS:
         raise EdgepruneError(f"unknown --executor '{name}': choose one of {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]()
+    options = {"address": address, "cpus_per_cell": cpus_per_cell}
+    given = {key: value for key, value in options.items() if value is not None}
+    if given and name != "ray":
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in given)
+        raise EdgepruneError(f"{flags}: only with --executor ray")
+    return EXECUTORS[name](**given)
 
 
 def _run(spec: SweepSpec, ws: Any, executor: Any, verbose: bool, retry_failed: bool, json_out: bool) -> None:

@@ -1,8 +1,8 @@
 """Where cells run. An executor takes cells and the function that runs one, and hands back each outcome as it
 finishes; the driver (edgeprune.sweep.runner) alone records them. `LocalExecutor` runs cells one after another in
-this process; a Ray executor would submit `fn.detached()` (a picklable CellTask) as a remote task per cell, call
-`on_start` as it submits each, and yield outcomes as `ray.wait` returns them. It is one more class and one more
-entry in EXECUTORS (then `edgeprune sweep --executor ray`).
+this process; `RayExecutor` (ray_executor.py, `edgeprune sweep --executor ray`) submits `fn.detached()` (a picklable
+CellTask) as a Ray task per cell, calls `on_start` as it submits each, and yields outcomes as `ray.wait` returns them.
+An executor is one class and one entry in EXECUTORS; its options (such as Ray's address) are its keyword arguments.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from edgeprune.sweep.cell import CellOutcome, CellTask
+from edgeprune.sweep.ray_executor import RayExecutor  # imports Ray only when one is made
 from edgeprune.sweep.record import CellRecord
 
 CellFn = CellTask  # called with a cell; picklable once detached
@@ -37,4 +38,4 @@ class LocalExecutor:
             yield fn(cell)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor}
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}

@@ -195,14 +195,11 @@ def test_int8_engine_is_calibrated_on_sources_and_benchmarked(run_copy) -> None:
     # Calibrated on source images only, judged by the images the quantizer actually read: every digest it
     # recorded is that of a source-domain training image, none that of a held-out sketch.
     split = _split(run)
-    digests = {
-        name: {image_digest(x) for x in _images(run, samples)[0]}
-        for name, samples in (("train", split.train), ("held_out", split.test))
-    }
-    domain_of = {
+    domain_of = {  # each training image's digest -> its domain (the training images preprocessed once)
         image_digest(x): path.parent.parent.name
         for x, (path, _) in zip(_images(run, split.train)[0], split.train, strict=True)
     }
+    digests = {"train": set(domain_of), "held_out": {image_digest(x) for x in _images(run, split.test)[0]}}
     for name, quantization in build["quantization"].items():
         used = quantization["calibration_sha256"]
         assert len(used) == quantization["calibration_images"] == build["calibration"]["images"] > 0, name

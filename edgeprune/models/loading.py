@@ -77,6 +77,17 @@ def load_checkpoint_into(model: nn.Module, path: Path, timm_name: str) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def require_weights_source(
+    spec: ModelSpec,
+    checkpoint: Path | None,
+    random_init: bool,
+    hint: str = "use --random-init or --checkpoint FILE",
+) -> None:
+    """A custom configuration has no published weights: it needs a checkpoint or random init."""
+    if spec.create_kwargs and checkpoint is None and not random_init:
+        raise EdgepruneError(f"'{spec.name}' is a custom configuration with no published weights: {hint}")
+
+
 def create_model(
     spec: ModelSpec,
     num_classes: int,
@@ -92,10 +103,7 @@ def create_model(
         if checkpoint is not None:
             load_checkpoint_into(model, checkpoint, spec.timm_name)
         return model
-    if spec.create_kwargs:
-        raise EdgepruneError(
-            f"'{spec.name}' is a custom configuration with no published weights: use --random-init or --checkpoint FILE"
-        )
+    require_weights_source(spec, checkpoint, random_init)
     try:
         return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     except Exception:

@@ -97,6 +97,7 @@ def _prune_options(spec: SweepSpec) -> dict[str, object]:
 
 def check_plan(spec: SweepSpec, cells: list[CellRecord]) -> None:
     """Refuse what would fail in every cell (an unknown model, a missing checkpoint, bad options) before any runs."""
+    from edgeprune.models.loading import require_weights_source
     from edgeprune.profiles import load_profile
 
     if spec.profile is not None:
@@ -110,8 +111,9 @@ def check_plan(spec: SweepSpec, cells: list[CellRecord]) -> None:
             except TypeError as exc:  # a prune option of the wrong type
                 raise EdgepruneError(f"sweep spec, prune options: {exc}") from None
             # create_model's rule, checked before any cell runs rather than failing in every cell
-            if model.create_kwargs and not spec.random_init and spec.prune.get("checkpoint") is None:
-                raise EdgepruneError(
-                    f"'{model.name}' is a custom configuration with no published weights: add --random-init "
-                    "(random_init = true), or --set checkpoint=FILE"
-                )
+            require_weights_source(
+                model,
+                spec.prune.get("checkpoint"),
+                spec.random_init,
+                hint="add --random-init (random_init = true), or --set checkpoint=FILE",
+            )

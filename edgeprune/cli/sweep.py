@@ -271,11 +271,11 @@ def _run(spec: SweepSpec, ws: Any, executor: Any, verbose: bool, retry_failed: b
 
 
 def _print_sweep_end(record: SweepRecord, ws: Any, seconds: float, json_out: bool) -> None:
-    from edgeprune.sweep.record import sweep_dir
+    from edgeprune.sweep.record import sweep_file
 
     counts = record.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    err.print(f"sweep {record.name}: {summary} ({seconds:.0f} s); record: {sweep_dir(ws, record.name) / 'sweep.json'}")
+    err.print(f"sweep {record.name}: {summary} ({seconds:.0f} s); record: {sweep_file(ws, record.name)}")
     if json_out:
         print(json.dumps(record.model_dump(mode="json"), indent=2))
     else:

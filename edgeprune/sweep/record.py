@@ -80,6 +80,10 @@ def sweep_dir(workspace: Workspace, name: str) -> Path:
     return sweeps_root(workspace) / name
 
 
+def sweep_file(workspace: Workspace, name: str) -> Path:
+    return sweep_dir(workspace, name) / SWEEP_FILE
+
+
 def list_sweeps(workspace: Workspace) -> list[str]:
     root = sweeps_root(workspace)
     if not root.is_dir():
@@ -97,7 +101,7 @@ def read_sweep_file(path: Path) -> SweepRecord:
 
 
 def read_sweep(workspace: Workspace, name: str) -> SweepRecord:
-    path = sweep_dir(workspace, name) / SWEEP_FILE
+    path = sweep_file(workspace, name)
     if not path.is_file():
         known = ", ".join(list_sweeps(workspace)) or "none"
         raise EdgepruneError(f"no sweep named '{name}' in workspace {workspace.root} (sweeps there: {known})")
@@ -106,6 +110,6 @@ def read_sweep(workspace: Workspace, name: str) -> SweepRecord:
 
 def write_sweep(workspace: Workspace, record: SweepRecord) -> Path:
     record.updated = utc_now()
-    path = sweep_dir(workspace, record.name) / SWEEP_FILE
+    path = sweep_file(workspace, record.name)
     atomic_write_json(path, record.model_dump(mode="json"))
     return path

@@ -18,7 +18,7 @@ budget=() && [ "$steps" != full ] && budget=(--max-steps-per-epoch "$steps")
 nproc; nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null
 python3 -c "import torch, timm, onnxruntime; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'timm', timm.__version__, 'ort', onnxruntime.__version__)"
 start=$(date +%s)
-timeout "$limit" python3 -m edgeprune sweep --name pacs-deit-tiny --workspace edgeprune-runs/device --models deit-tiny \
+timeout -s INT -k 30 "$limit" python3 -m edgeprune sweep --name pacs-deit-tiny --workspace edgeprune-runs/device --models deit-tiny \
   --data "$data" --domains all --metrics hessian,l2 --target-macs 0.6 --baseline-epochs 1 --epochs 1 \
   "${budget[@]}" --workers "$workers" --set checkpoint="$weights" 2>&1 | tee "$out/sweep.log"
 echo "sweep wall time: $(( $(date +%s) - start )) s (limit $limit s)" | tee -a "$out/sweep.log"

@@ -20,7 +20,7 @@ python3 -c "import torch, timm, onnxruntime; print('torch', torch.__version__, '
 start=$(date +%s)
 timeout -s INT -k 30 "$limit" python3 -m edgeprune sweep --name pacs-deit-tiny --workspace edgeprune-runs/device --models deit-tiny \
   --data "$data" --domains all --metrics hessian,l2 --target-macs 0.6 --baseline-epochs 1 --epochs 1 \
-  "${budget[@]}" --workers "$workers" --set checkpoint="$weights" 2>&1 | tee "$out/sweep.log"
+  "${budget[@]}" --workers "$workers" --set checkpoint="$weights" --retry-failed 2>&1 | tee "$out/sweep.log"
 echo "sweep wall time: $(( $(date +%s) - start )) s (limit $limit s)" | tee -a "$out/sweep.log"
 python3 -m edgeprune report edgeprune-runs/device/sweeps/pacs-deit-tiny --workspace edgeprune-runs/device 2>&1 | tee "$out/report.log"
 cp edgeprune-runs/device/sweeps/pacs-deit-tiny/{sweep.json,results.csv,report.md,pareto.png,pareto.json} "$out"/ 2>/dev/null

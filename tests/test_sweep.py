@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import pickle
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +27,8 @@ from edgeprune.cli import EXIT_ERROR, app
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Reporter
 from edgeprune.sweep import load_spec, read_sweep
-from edgeprune.sweep.cell import CellTask
+from edgeprune.sweep.cell import CellOutcome, CellTask
+from edgeprune.sweep.executor import LocalExecutor
 from edgeprune.sweep.plan import held_out_domains
 from edgeprune.sweep.runner import SweepListener, run_sweep
 from edgeprune.workspace import Workspace
@@ -151,6 +154,32 @@ def test_an_interrupted_cell_resumes_from_its_finished_stages(swept_copy) -> Non
     assert recorder.started_cells == [REUSER]
     assert record.cell(REUSER).status == "done"
     assert len(run.manifest()["commands"]) == 2  # resumed, not made again
+
+
+def test_a_cell_that_fails_because_of_an_interrupt_is_resumed_not_failed(swept_copy) -> None:
+    """As on a device: Ctrl-C also kills the data-loading workers, and the cell fails with the loader's RuntimeError
+    while the interrupt itself is swallowed. The cell must be left to resume, and the sweep must stop."""
+    workspace, data = swept_copy
+    spec = load_spec(None, _spec_values(data))
+    started: list[str] = []
+
+    def failing_after_sigint(cell) -> CellOutcome:
+        started.append(cell.name)
+        with contextlib.suppress(KeyboardInterrupt):  # the interrupt lost inside a library
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        return CellOutcome(cell.name, "failed", 0.1, "RuntimeError: DataLoader worker exited unexpectedly")
+
+    class _Executor(LocalExecutor):
+        def run(self, cells, fn, on_start=None):
+            return super().run(cells, failing_after_sigint, on_start)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, workspace, executor=_Executor(), retry_failed=True)
+    assert started == FAILING[:1]  # stopped after the first
+    statuses = {c.name: c.status for c in read_sweep(workspace, NAME).cells}
+    assert statuses[FAILING[0]] == "pending" and statuses[FAILING[1]] == "failed"  # as before the run
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
 def _spec_values(data: Path) -> dict[str, object]:

@@ -4,7 +4,10 @@ sweep.json as it comes."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Sequence
+from types import FrameType, TracebackType
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Reporter
@@ -85,6 +88,29 @@ def _record(record: SweepRecord, outcome: CellOutcome, workspace: Workspace) -> 
     return cell
 
 
+class InterruptWatch:
+    """Notes a SIGINT, then raises KeyboardInterrupt as Python does. A cell can fail *because* of the interrupt
+    (its data-loading workers get the same signal and die, and the loader raises RuntimeError), or the interrupt can
+    be swallowed inside a library: with the note, the driver leaves that cell to resume and stops."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: object = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+    def __enter__(self) -> InterruptWatch:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, kind: type | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+
 def run_sweep(
     spec: SweepSpec,
     workspace: Workspace,
@@ -113,9 +139,14 @@ def run_sweep(
     leaders = [cell for cell in todo if cell.baseline_from is None]
     followers = [cell for cell in todo if cell.baseline_from is not None]
     try:
-        for wave in (leaders, followers):
-            for outcome in executor.run(wave, fn, started):
-                listener.finished(_record(record, outcome, workspace))
+        with InterruptWatch() as interrupt:
+            for wave in (leaders, followers):
+                for outcome in executor.run(wave, fn, started):
+                    if interrupt.seen and outcome.status == "failed":
+                        raise KeyboardInterrupt  # failed because of the interrupt: resumed next time, not failed
+                    listener.finished(_record(record, outcome, workspace))
+                    if interrupt.seen:
+                        raise KeyboardInterrupt
     finally:  # interrupted: a cell left running is resumed from its run's finished stages next time
         for cell in record.cells:
             if cell.status == "running":

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeprune import runlock
 from edgeprune.errors import EdgepruneError
 
 if TYPE_CHECKING:
@@ -156,6 +157,18 @@ class Run:
         atomic_write_json(self.manifest_path, manifest)
         return manifest
 
+    def status(self) -> str:
+        """The manifest's status, with "running" told apart: "interrupted" when no process holds the run's lock
+        (it was killed or crashed), else "running"."""
+        status = str(self.manifest().get("status", "unknown"))
+        if status == "running" and not runlock.is_held(self.dir):
+            return "interrupted"
+        return status
+
+    def writing(self, command: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the run's lock while writing it (refused, naming the holder, while another process writes it)."""
+        return runlock.holding(self.dir, command)
+
     def stage(self, name: str) -> Path:
         return self.dir / name
 
@@ -255,6 +268,15 @@ class Workspace:
             known = ", ".join(self.list_runs()) or "none"
             raise EdgepruneError(f"no run named '{name}' in workspace {self.root} (runs there: {known})")
         return Run(path)
+
+    def latest_complete_name(self) -> str | None:
+        """The complete run that finished last (None when there is none)."""
+        finished = {}
+        for name in self.list_runs():
+            manifest = read_json(self.root / name / MANIFEST_FILE)
+            if manifest.get("status") == "complete":
+                finished[name] = manifest.get("finished") or manifest.get("created") or ""
+        return max(finished, key=lambda n: (finished[n], n)) if finished else None
 
     def list_runs(self) -> list[str]:
         if not self.root.is_dir():

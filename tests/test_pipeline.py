@@ -164,7 +164,7 @@ def test_resume_finishes_an_interrupted_run(builtin_root, tmp_path) -> None:
     baseline_hash = run.manifest()["stages"]["baseline"]["model_sha256"]
     shutil.rmtree(run.stage("finetuned"))
     run.update_manifest(status="running")
-    with pytest.raises(EdgepruneError, match="incomplete"):
+    with pytest.raises(EdgepruneError, match="was interrupted"):
         run_export(workspace, ExportRequest(), "r")
     resumed = resume_prune(workspace, "r")
     assert resumed.manifest()["status"] == "complete"

@@ -18,7 +18,7 @@ from edgeprune.export.engines import make_runner
 from edgeprune.export.runners import OrtRunner
 from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
-from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, require_complete
+from edgeprune.pipeline.context import RunData, cached_predictions, complete_run, eval_loader, labels_of
 from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
@@ -92,9 +92,8 @@ class _Setting:
 def _setting(run: Run, request: BenchRequest, reporter: Reporter) -> _Setting:
     profile = load_profile(request.profile) if request.profile else None
     target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))
-    manifest = require_complete(run)
     engines, _ = _engine_paths(run, target.name)
-    data = RunData.from_manifest(manifest, reporter, request.data)
+    data = RunData.from_manifest(run.manifest(), reporter, request.data)
     domain = request.domain or data.split.target
     samples = data.domain_samples(domain)
     if request.max_images:
@@ -210,15 +209,16 @@ def run_bench(
 ) -> tuple[Run, BenchReport]:
     request.validate()
     reporter = reporter or Reporter()
-    run = workspace.get_run(run_name)
-    setting = _setting(run, request, reporter)
-    models = {stage: load_model(run.stage(stage)) for stage in ("baseline", "finetuned")}
-    preds = _torch_predictions(run, setting, models, reporter)
-    engine_preds, latency = _engine_runs(run, setting, models["finetuned"], request, reporter)
-    report = _report(run, setting, request, {**preds, **engine_preds}, latency, models)
-    report.write(run.bench_path(setting.target.name, setting.domain))
-    atomic_write_text(run.bench_path(setting.target.name, setting.domain, ".md"), to_markdown(report))
-    atomic_write_text(run.stage("bench") / "report.md", "\n".join(to_markdown(r) for r in run.bench_reports()))
+    run = complete_run(workspace, run_name, reporter)
+    with run.writing("bench"):
+        setting = _setting(run, request, reporter)
+        models = {stage: load_model(run.stage(stage)) for stage in ("baseline", "finetuned")}
+        preds = _torch_predictions(run, setting, models, reporter)
+        engine_preds, latency = _engine_runs(run, setting, models["finetuned"], request, reporter)
+        report = _report(run, setting, request, {**preds, **engine_preds}, latency, models)
+        report.write(run.bench_path(setting.target.name, setting.domain))
+        atomic_write_text(run.bench_path(setting.target.name, setting.domain, ".md"), to_markdown(report))
+        atomic_write_text(run.stage("bench") / "report.md", "\n".join(to_markdown(r) for r in run.bench_reports()))
     if setting.seen:
         reporter.info(f"[yellow]note: {setting.domain} is a source domain of this run: it was seen in training")
     return run, report

@@ -17,7 +17,7 @@ from edgeprune.data.domains import DomainDataset, LeaveOneDomainOut, Sample, dis
 from edgeprune.data.loaders import data_config, eval_transform, make_loader
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Reporter
-from edgeprune.workspace import Run, atomic_write_json, read_json
+from edgeprune.workspace import Run, Workspace, atomic_write_json, read_json
 
 
 def versions() -> dict[str, str]:
@@ -124,11 +124,17 @@ def labels_of(samples: list[Sample]) -> np.ndarray:
     return np.asarray([label for _, label in samples])
 
 
-def require_complete(run: Run) -> dict[str, Any]:
-    manifest = run.manifest()
-    if manifest.get("status") != "complete":
-        raise EdgepruneError(
-            f"run '{run.name}' is incomplete (status: {manifest.get('status', 'unknown')}): "
-            f"finish it with `edgeprune prune --run {run.name} --resume`"
-        )
-    return manifest
+def complete_run(workspace: Workspace, name: str | None, reporter: Reporter) -> Run:
+    """The named run, else the latest; it must be complete. Without a name, a latest run that is incomplete (killed,
+    or still being written) gives way to the latest complete one, with a note saying so."""
+    run = workspace.get_run(name)
+    status = run.status()
+    if status == "complete":
+        return run
+    if name is None and (fallback := workspace.latest_complete_name()) is not None:
+        reporter.info(f"[yellow]the latest run '{run.name}' is {status}: using the latest complete run '{fallback}'")
+        return workspace.get_run(fallback)
+    if status == "running":
+        raise EdgepruneError(f"run '{run.name}' is still being written by another process: wait for it to finish")
+    how = "was interrupted (killed or crashed) before it finished" if status == "interrupted" else f"is {status}"
+    raise EdgepruneError(f"run '{run.name}' {how}: finish it with `edgeprune prune --run {run.name} --resume`")

@@ -15,7 +15,7 @@ from edgeprune.export.onnx_export import export_onnx, parity
 from edgeprune.export.tensorrt import tensorrt_version
 from edgeprune.hardware import describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
-from edgeprune.pipeline.context import RunData, eval_loader, require_complete
+from edgeprune.pipeline.context import RunData, complete_run, eval_loader
 from edgeprune.profiles import Profile, load_profile, profile_to_toml
 from edgeprune.progress import Reporter
 from edgeprune.requests import ExportRequest
@@ -174,9 +174,9 @@ def run_export(
     profile = load_profile(request.profile) if request.profile else None
     target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))
     profile = profile or default_profile(target)
-    run = workspace.get_run(run_name)
-    require_complete(run)
-    data = RunData.from_manifest(run.manifest(), reporter, request.data)
-    parity_report = export_stage(run, data, request, reporter)
-    build = build_engines(run, target, profile, data, reporter)
+    run = complete_run(workspace, run_name, reporter)
+    with run.writing("export"):
+        data = RunData.from_manifest(run.manifest(), reporter, request.data)
+        parity_report = export_stage(run, data, request, reporter)
+        build = build_engines(run, target, profile, data, reporter)
     return run, parity_report, build

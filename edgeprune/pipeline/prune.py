@@ -211,6 +211,8 @@ def resume_prune(workspace: Workspace, run_name: str | None = None, reporter: Re
     """Continue an interrupted run with the options it was started with."""
     reporter = reporter or Reporter()
     run = workspace.get_run(run_name)
+    with run.writing("prune --resume"):  # refused at once, naming the process, while another one writes the run
+        pass
     reporter.info(f"resuming run {run.name}")
     return _prune(PruneRequest.from_json(run.manifest()["request"]), workspace, run, None, reporter)
 
@@ -240,9 +242,24 @@ def _prune(
         manifest = _new_manifest(request, spec, data_root, dataset, split)
         run = workspace.create_run(run_name or request.default_run_name(), manifest)
         reporter.info(f"run {run.name} in {workspace.root}")
-    else:
+        with run.writing("prune"):
+            _run_stages(run, initial, spec, data, request, workspace, reporter)
+        return run
+    with run.writing("prune --resume"):
         run.update_manifest(status="running", commands=run.manifest()["commands"] + [" ".join(sys.argv)])
+        _run_stages(run, initial, spec, data, request, workspace, reporter)
+    return run
 
+
+def _run_stages(
+    run: Run,
+    initial: nn.Module | None,
+    spec: ModelSpec,
+    data: RunData,
+    request: PruneRequest,
+    workspace: Workspace,
+    reporter: Reporter,
+) -> None:
     if not run.has_stage("baseline"):
         _baseline_stage(run, initial, spec, data, request, workspace, reporter)
     if not run.has_stage("pruned"):
@@ -256,7 +273,6 @@ def _prune(
     shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
     run.update_manifest(status="complete", finished=utc_now())
     workspace.set_latest(run)
-    return run
 
 
 def _new_manifest(

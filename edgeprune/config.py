@@ -56,3 +56,33 @@ class Amount:
     def tag(self) -> str:
         """Short form for run names: r0.5, macs0.62, params0.4."""
         return f"{'r' if self.kind == 'ratio' else self.kind}{self.value:g}"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    metric: str = "hessian"
+    ratio: float = 0.5
+    prune_heads: bool = False
+    round_to: int | None = None
+    target_macs: float | None = None
+    target_params: float | None = None
+    normalization: str = "auto"
+    max_share: float | None = None
+    compensate: bool = False
+    allow_narrow: bool = False
+
+    def validate(self) -> None:
+        if self.metric not in METRICS:
+            raise EdgepruneError(f"unknown metric '{self.metric}': choose one of {', '.join(METRICS)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise EdgepruneError(
+                f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
+            )
+        if self.round_to is not None and self.round_to < 1:
+            raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")
+        if self.max_share is not None and not 0.0 < self.max_share <= 1.0:
+            raise EdgepruneError(f"--max-share is a fraction of a group, in (0, 1] (got {self.max_share})")
+        self.amount()
+
+    def amount(self) -> Amount:
+        return Amount.choose(self.ratio, self.target_macs, self.target_params)

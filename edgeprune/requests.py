@@ -14,8 +14,8 @@ from edgeprune.config import Amount
 from edgeprune.errors import EdgepruneError
 
 if TYPE_CHECKING:
+    from edgeprune.config import PruneConfig
     from edgeprune.models.registry import ModelSpec
-    from edgeprune.prune.pruner import PruneConfig
 
 DEFAULT_OPSET = 17
 
@@ -98,7 +98,7 @@ class PruneRequest:
             raise EdgepruneError("--distill-weight is a share in [0, 1] and --distill-temperature must be positive")
 
     def prune_config(self) -> PruneConfig:
-        from edgeprune.prune.pruner import PruneConfig
+        from edgeprune.config import PruneConfig
 
         return PruneConfig(
             metric=self.metric,

@@ -19,12 +19,13 @@ import onnxruntime as ort
 import torch
 
 from edgeprune.bench.latency import measure_latency
+from edgeprune.config import PruneConfig
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.runners import OrtRunner
 from edgeprune.models.loading import create_model
 from edgeprune.models.registry import resolve_model
 from edgeprune.prune.counting import count_macs, count_params, input_size
-from edgeprune.prune.pruner import PruneConfig, prune_model
+from edgeprune.prune.pruner import prune_model
 
 PAPER_SPEEDUP_AT_HALF = {"vit": 2.5, "beit": 1.81, "deit": 2.15}
 

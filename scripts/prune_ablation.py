@@ -19,13 +19,14 @@ from typing import Any
 
 import torch
 
+from edgeprune.config import PruneConfig
 from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.context import RunData, eval_loader
 from edgeprune.progress import Reporter
 from edgeprune.prune import pruner
 from edgeprune.prune.importance import scorer
-from edgeprune.prune.pruner import PruneConfig, prune_model
+from edgeprune.prune.pruner import prune_model
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import Workspace
 

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,26 @@ def test_unknown_model_suggests_names() -> None:
         resolve_model("deit-tiyn")
 
 
-def test_offline_without_weights_says_how_to_give_them() -> None:
-    with pytest.raises(EdgepruneError, match="--checkpoint FILE .*--random-init"):
+def test_offline_without_weights_says_how_to_give_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as when the hub does not answer: the cache only, no retries
+    with pytest.raises(
+        EdgepruneError, match="hub is unreachable and they are not cached.*--checkpoint FILE .*--random-init"
+    ):
         create_model(resolve_model("deit-tiny"), 7)
+
+
+def test_a_model_of_another_family_is_refused_before_torch_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "from edgeprune.cli import app\n"
+        "try:\n"
+        "    app(['prune', '--model', 'resnet50'])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "exit 2 False", done.stdout + done.stderr
+    assert "edgeprune prunes ViT, DeiT and BEiT models" in " ".join(done.stderr.split())
 
 
 SMALL_DEIT = ModelSpec("deit-2-blocks", "deit_tiny_patch16_224", {"img_size": 32, "depth": 2})

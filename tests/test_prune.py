@@ -7,6 +7,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from edgeprune.config import PruneConfig
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.runners import OrtRunner
@@ -18,7 +19,7 @@ from edgeprune.prune import pruner
 from edgeprune.prune.adapters import adapter_for
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.prune.importance import METRICS, build_importance, fisher_diagonal
-from edgeprune.prune.pruner import PruneConfig, prune_model
+from edgeprune.prune.pruner import prune_model
 from edgeprune.prune.selection import Plan
 
 _SMALL = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 4}

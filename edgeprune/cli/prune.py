@@ -64,13 +64,16 @@ def prune(
       edgeprune prune --resume --run my-run
     """
     options = {name: plain(value) for name, value in locals().items() if name in _REQUEST_FIELDS}
+    request = None if resume else _request(options)
+    if request is not None:
+        request.validate()  # before torch is imported: a bad option is refused at once
     from edgeprune.pipeline.prune import resume_prune, run_prune
 
     ws = workspace_at(workspace)
-    if resume:
+    if request is None:
         result = resume_prune(ws, run, reporter())
     else:
-        result = run_prune(_request(options), ws, run_name=run, reporter=reporter())
+        result = run_prune(request, ws, run_name=run, reporter=reporter())
     metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
     print_prune_summary(result.name, result.prune_report(), metrics)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -104,10 +107,39 @@ def create_model(
             load_checkpoint_into(model, checkpoint, spec.timm_name)
         return model
     require_weights_source(spec, checkpoint, random_init)
+    online = _hub_reachable()
+    if not online:
+        _hub_offline()  # weights already in the local cache still load; others fail at once, not after retries
     try:
         return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     except Exception:
+        why = "could not fetch them" if online else "the Hugging Face hub is unreachable and they are not cached here"
         raise EdgepruneError(
-            f"no weights for {spec.timm_name}: timm could not fetch its pretrained weights (offline?). "
+            f"no pretrained weights for {spec.timm_name}: {why}. "
             "Give --checkpoint FILE (.safetensors, or a .pth state dict) or, for latency studies, --random-init"
         ) from None
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP probe of the Hugging Face endpoint (assumed reachable behind a proxy, which the probe cannot
+    judge)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at import time by some versions
+    except ImportError:
+        pass

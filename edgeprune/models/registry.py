@@ -6,8 +6,6 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-import timm
-
 from edgeprune.errors import EdgepruneError
 
 # Tiny transformer shape used by the demo and the tests: 4 blocks, width 96, 3 heads, 64x64 input, 8x8 patches.
@@ -45,11 +43,21 @@ ALIASES: dict[str, ModelSpec] = {
 }
 
 
+_FAMILIES = ("vit", "deit", "beit")  # what a timm name of a supported family contains
+
+
 def resolve_model(name: str) -> ModelSpec:
     """An alias (`deit-tiny`) or any timm model name (`vit_small_patch32_224`)."""
     key = name.strip()
     if key.lower() in ALIASES:
         return ALIASES[key.lower()]
+    if not any(family in key.lower() for family in _FAMILIES):  # refused before importing torch (seconds)
+        raise EdgepruneError(
+            f"unknown model '{name}': edgeprune prunes ViT, DeiT and BEiT models: use an alias ({', '.join(ALIASES)}) "
+            "or the timm name of one (vit_*, deit_*, deit3_*, beit_*, ...)"
+        )
+    import timm
+
     if timm.is_model(key):
         return ModelSpec(key, key)
     candidates = list(ALIASES) + timm.list_models("*vit*") + timm.list_models("*beit*")

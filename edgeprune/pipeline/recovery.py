@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from edgeprune.config import PruneConfig
 from edgeprune.models.artifact import load_model
-from edgeprune.prune.pruner import PruneConfig
 from edgeprune.results import Achieved, BeforeAfter, BlockChange, PruneReport, UnitCount
 from edgeprune.workspace import Run
 

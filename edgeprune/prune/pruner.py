@@ -17,13 +17,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgeprune.config import NORMALIZATIONS, Amount, resolve_normalization
+from edgeprune.config import PruneConfig, resolve_normalization
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
 from edgeprune.prune.compensate import Cuts, measure_compensation
 from edgeprune.prune.counting import count_macs, count_params, input_size
-from edgeprune.prune.importance import METRICS, Batch, build_importance
+from edgeprune.prune.importance import Batch, build_importance
 from edgeprune.prune.selection import (
     Floors,
     Move,
@@ -38,39 +38,6 @@ from edgeprune.results import PruneReport
 _SEARCH_STEPS = 24
 _TARGET_TOLERANCE = 0.01
 _RATIO_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    metric: str = "hessian"
-    ratio: float = 0.5
-    prune_heads: bool = False
-    round_to: int | None = None
-    target_macs: float | None = None
-    target_params: float | None = None
-    normalization: str = "auto"
-    max_share: float | None = None
-    compensate: bool = False
-    allow_narrow: bool = False
-
-    def validate(self) -> None:
-        if self.metric not in METRICS:
-            raise EdgepruneError(f"unknown metric '{self.metric}': choose one of {', '.join(METRICS)}")
-        if self.normalization not in NORMALIZATIONS:
-            raise EdgepruneError(
-                f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
-            )
-        if self.round_to is not None and self.round_to < 1:
-            raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")
-        if self.max_share is not None and not 0.0 < self.max_share <= 1.0:
-            raise EdgepruneError(f"--max-share is a fraction of a group, in (0, 1] (got {self.max_share})")
-        self.amount()
-
-    def amount(self) -> Amount:
-        return Amount.choose(self.ratio, self.target_macs, self.target_params)
-
-    def floors(self) -> Floors:
-        return Floors.for_config(self.round_to, self.allow_narrow)
 
 
 def block_widths(model: nn.Module) -> list[dict[str, int]]:
@@ -293,7 +260,7 @@ def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_bat
         round_to=config.round_to,
         prune_heads=config.prune_heads,
         max_share=config.max_share,
-        floors=config.floors(),
+        floors=Floors.for_config(config.round_to, config.allow_narrow),
     )
     length = _prefix_for_amount(_Candidates(model, adapter, groups, sequence), config, before)
     plan = plan_from_prefix(groups, sequence, length)
@@ -315,7 +282,7 @@ def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_bat
             "normalization": normalization,
             "max_share": config.max_share,
             "compensated": config.compensate,
-            "floors": vars(config.floors()),
+            "floors": vars(Floors.for_config(config.round_to, config.allow_narrow)),
             "calibration_samples": sum(len(x) for x, _ in calib_batches),
             "macs": {"before": before["macs"], "after": after["macs"]},
             "params": {"before": before["params"], "after": after["params"]},

@@ -29,7 +29,7 @@ class PruneRequest:
     target_domain: str = "sketch"
     checkpoint: Path | None = None
     random_init: bool = False
-    baseline_epochs: int = 0
+    baseline_epochs: int | None = None  # None: as many as `epochs` when the classifier is new, else 0
     epochs: int = 1
     baseline_run: str | None = None
     prune_heads: bool = False
@@ -42,6 +42,8 @@ class PruneRequest:
     baseline_lr: float | None = None  # default: lr
     max_steps_per_epoch: int | None = None
     val_fraction: float = 0.1
+    evaluate: bool = True
+    eval_images: int | None = None  # evaluate on this many images per split (seeded sample); None: all
     workers: int = 2
     seed: int = 0
     normalization: str = "auto"
@@ -80,7 +82,7 @@ class PruneRequest:
 
     def _check_training(self) -> None:
         for name in ("baseline_epochs", "epochs"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise EdgepruneError(f"--{name.replace('_', '-')} must be 0 or more")
         if self.calib_batches < 1 or self.batch_size < 1:
             raise EdgepruneError("--calib-batches and --batch-size must be at least 1")
@@ -90,12 +92,27 @@ class PruneRequest:
             raise EdgepruneError("--workers must be 0 (load in the main process) or more")
         if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
             raise EdgepruneError("learning rates must be positive")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise EdgepruneError("--eval-images must be at least 1 (or --no-eval to skip evaluation)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise EdgepruneError("the validation fraction must be in [0, 1)")
         if self.steps < 1 or self.recovery_steps < 0:
             raise EdgepruneError("--steps must be at least 1 and --recovery-steps 0 or more")
         if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
             raise EdgepruneError("--distill-weight is a share in [0, 1] and --distill-temperature must be positive")
+
+    def baseline_epochs_for(self, head_trained: bool) -> int:
+        """--baseline-epochs, or by default: a classifier that is new for the task (random, or re-initialised
+        because the weights were made for other classes) is fine-tuned as long as the pruned model, so that the
+        baseline is a baseline; a checkpoint already trained for the task is not trained again."""
+        if self.baseline_epochs is not None:
+            return self.baseline_epochs
+        return 0 if head_trained else self.epochs
+
+    def has_learnt(self, stage: str) -> bool:
+        """Whether a stage's model was trained at all: a random init that nothing trained scores chance."""
+        baseline = not self.random_init or self.baseline_run is not None or self.baseline_epochs_for(False) > 0
+        return baseline or (stage == "finetuned" and self.epochs > 0)
 
     def prune_config(self) -> PruneConfig:
         from edgeprune.config import PruneConfig

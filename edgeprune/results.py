@@ -121,8 +121,10 @@ class StageMetrics(Result):
     """<stage>/metrics.json."""
 
     held_out_domain: str
-    held_out_accuracy: float
+    held_out_accuracy: float | None = None  # None: not evaluated (`not_evaluated` says why)
     source_val_accuracy: float | None = None
+    evaluated_images: dict[str, int] | None = None  # images per split: {"source_val": n, "held_out": m}
+    not_evaluated: str | None = None
 
 
 class ParityReport(Result):

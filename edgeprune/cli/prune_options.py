@@ -27,7 +27,15 @@ Data = Annotated[
 TargetDomain = Annotated[str, typer.Option(help="Domain held out of training and pruning.")]
 Checkpoint = Annotated[Path | None, typer.Option(help="Weights: .safetensors or .pth state dict.")]
 RandomInit = Annotated[bool, typer.Option("--random-init", help="Start from random weights (latency studies, tests).")]
-BaselineEpochs = Annotated[int, typer.Option(min=0, help="Fine-tune the unpruned model first (0 = as loaded).")]
+BaselineEpochs = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Fine-tune the unpruned model first (0 = as loaded) \\[default: as many as --epochs when the classifier "
+        "is new for the task (random, or weights made for other classes), else 0].",
+        show_default=False,
+    ),
+]
 Epochs = Annotated[int, typer.Option(min=0, help="Fine-tune epochs after pruning (0 = none).")]
 BaselineRun = Annotated[str | None, typer.Option(help="Reuse the baseline of this earlier run.")]
 PruneHeads = Annotated[bool, typer.Option("--prune-heads", help="Also remove whole attention heads.")]
@@ -80,6 +88,17 @@ BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of th
 MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
 Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")]
 Seed = Annotated[int, typer.Option(help="Seed of the split, sampling and training.")]
+Evaluate = Annotated[
+    bool,
+    typer.Option(
+        "--eval/--no-eval",
+        help="Measure each stage's source-val and held-out accuracy (MACs, params and widths are always reported); "
+        "a random model that nothing trained is never evaluated.",
+    ),
+]
+EvalImages = Annotated[
+    int | None, typer.Option(min=1, help="Evaluate on this many images of each split (seeded sample) [default: all].")
+]
 NewRun = Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to resume).")]
 Resume = Annotated[
     bool,

@@ -23,14 +23,18 @@ def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]], ri
     return table
 
 
+def _accuracy(value: float | None) -> str:
+    return "not evaluated" if value is None else f"{value:.4f}"
+
+
 def print_prune_summary(run_name: str, report: PruneReport, metrics: dict[str, StageMetrics]) -> None:
     held_out = metrics["baseline"].held_out_domain
     rows = []
     for stage, m in metrics.items():
         macs, params = (report.macs.before, report.params.before) if stage == "baseline" else (
             report.macs.after, report.params.after)  # fmt: skip
-        val = "n/a" if m.source_val_accuracy is None else f"{m.source_val_accuracy:.4f}"
-        rows.append((stage, f"{macs / 1e6:.2f} M", f"{params / 1e6:.3f} M", val, f"{m.held_out_accuracy:.4f}"))
+        val, held = (_accuracy(m.source_val_accuracy), _accuracy(m.held_out_accuracy))
+        rows.append((stage, f"{macs / 1e6:.2f} M", f"{params / 1e6:.3f} M", val, held))
     title = f"run {run_name}: {report.model}, {report.metric}, {report.ratio:.3f} of the units removed"
     out.print(_table(title, ("stage", "MACs", "params", "source val acc", f"held-out {held_out}"), rows, right=True))
     blocks = [

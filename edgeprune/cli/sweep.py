@@ -194,7 +194,8 @@ def sweep(
     data: Annotated[Path | None, typer.Option(help="DG data set \\[default: the built-in data set].")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Start every model from random weights.")] = False,
     baseline_epochs: Annotated[
-        int | None, typer.Option(min=0, help="Baseline fine-tune epochs \\[default: 0].")
+        int | None,
+        typer.Option(min=0, help="Baseline fine-tune epochs \\[default: --epochs when the classifier is new, else 0]."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tune epochs after pruning \\[default: 1].")] = None,
     max_steps_per_epoch: Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")] = None,

@@ -52,8 +52,9 @@ def classifier_names(model: nn.Module) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
-def load_checkpoint_into(model: nn.Module, path: Path, timm_name: str) -> None:
-    """Load weights; the classifier is kept only if its shape fits, so a 1000-class file adapts to any task."""
+def load_checkpoint_into(model: nn.Module, path: Path, timm_name: str) -> bool:
+    """Load weights; the classifier is kept only if its shape fits, so a 1000-class file adapts to any task.
+    Returns whether the classifier came from the file (False: it is freshly initialised for the task)."""
     state = read_state_dict(path)
     own = model.state_dict()
     heads = tuple(f"{name}." for name in classifier_names(model))
@@ -78,6 +79,7 @@ def load_checkpoint_into(model: nn.Module, path: Path, timm_name: str) -> None:
         )
     state = {k: v for k, v in state.items() if own[k].shape == v.shape}
     model.load_state_dict(state, strict=False)
+    return all(k in state for k in own if k.startswith(heads))
 
 
 def require_weights_source(
@@ -98,26 +100,39 @@ def create_model(
     checkpoint: Path | None = None,
     random_init: bool = False,
 ) -> nn.Module:
+    return create_task_model(spec, num_classes, checkpoint=checkpoint, random_init=random_init)[0]
+
+
+def create_task_model(
+    spec: ModelSpec,
+    num_classes: int,
+    *,
+    checkpoint: Path | None = None,
+    random_init: bool = False,
+) -> tuple[nn.Module, bool]:
+    """The model, and whether its classifier is trained for this task already (False: random, or re-initialised
+    because the weights were made for other classes)."""
     if checkpoint is not None and random_init:
         raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
     kwargs = dict(spec.create_kwargs, num_classes=num_classes)
     if checkpoint is not None or random_init:
         model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
-        if checkpoint is not None:
-            load_checkpoint_into(model, checkpoint, spec.timm_name)
-        return model
+        head_loaded = checkpoint is not None and load_checkpoint_into(model, checkpoint, spec.timm_name)
+        return model, head_loaded
     require_weights_source(spec, checkpoint, random_init)
     online = _hub_reachable()
     if not online:
         _hub_offline()  # weights already in the local cache still load; others fail at once, not after retries
     try:
-        return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
+        model = timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     except Exception:
         why = "could not fetch them" if online else "the Hugging Face hub is unreachable and they are not cached here"
         raise EdgepruneError(
             f"no pretrained weights for {spec.timm_name}: {why}. "
             "Give --checkpoint FILE (.safetensors, or a .pth state dict) or, for latency studies, --random-init"
         ) from None
+    published_classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    return model, published_classes == num_classes
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,14 @@ def cached_predictions(
     preds = compute()
     atomic_write_json(path, {"domain": domain, "samples_key": key, "predictions": [int(p) for p in preds]})
     return preds
+
+
+def sample_subset(samples: list[Sample], count: int | None, seed: int) -> list[Sample]:
+    """`count` of the samples, drawn with the seed and kept in their order (all of them when count is None)."""
+    if count is None or count >= len(samples):
+        return samples
+    keep = sorted(random.Random(seed).sample(range(len(samples)), count))
+    return [samples[i] for i in keep]
 
 
 def labels_of(samples: list[Sample]) -> np.ndarray:

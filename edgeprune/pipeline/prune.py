@@ -20,7 +20,7 @@ from edgeprune.data.domains import DomainDataset, LeaveOneDomainOut, leave_one_d
 from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.artifact import load_description, load_model, save_model
-from edgeprune.models.loading import create_model
+from edgeprune.models.loading import create_task_model
 from edgeprune.models.registry import ModelSpec
 from edgeprune.pipeline.context import RunData, load_dataset, resolve_data_root, versions
 from edgeprune.pipeline.recovery import merge_step_reports, step_config, teacher_model
@@ -37,14 +37,17 @@ __all__ = ["STAGES", "PruneRequest", "resume_prune", "run_prune"]
 STAGES = ("baseline", "pruned", "finetuned")
 
 
-def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> nn.Module | None:
-    """The loaded, head-adapted model (None when the baseline comes from another run)."""
+def _initial_model(spec: ModelSpec, num_classes: int, request: PruneRequest) -> tuple[nn.Module, bool] | None:
+    """The loaded, head-adapted model and whether its classifier is trained for the task (None when the baseline
+    comes from another run)."""
     if request.baseline_run:
         return None
     torch.manual_seed(request.seed)  # the random init, when asked for, is reproducible
-    model = create_model(spec, num_classes, checkpoint=request.checkpoint, random_init=request.random_init)
+    model, head_trained = create_task_model(
+        spec, num_classes, checkpoint=request.checkpoint, random_init=request.random_init
+    )
     adapter_for(model, spec.timm_name)  # fails early, naming what is missing, for an unsupported family
-    return model
+    return model, head_trained
 
 
 def _check_baseline_run(source: Run, spec: ModelSpec, dataset: DomainDataset) -> None:
@@ -61,7 +64,7 @@ def _check_baseline_run(source: Run, spec: ModelSpec, dataset: DomainDataset) ->
 
 def _baseline_stage(
     run: Run,
-    model: nn.Module | None,
+    initial: tuple[nn.Module, bool] | None,
     spec: ModelSpec,
     data: RunData,
     request: PruneRequest,
@@ -71,7 +74,7 @@ def _baseline_stage(
     start = time.perf_counter()
     num_classes = len(data.dataset.classes)
     create_kwargs = dict(spec.create_kwargs, num_classes=num_classes)
-    if model is None:
+    if initial is None:
         source = workspace.get_run(request.baseline_run)
         source_data = source.manifest()["data"]
         with atomic_dir(run.stage("baseline")) as folder:
@@ -88,13 +91,20 @@ def _baseline_stage(
         reporter.info(f"baseline: reused from run {source.name}")
         record_stage(run, "baseline", time.perf_counter() - start, reused_from=source.name)
         return
+    model, head_trained = initial
+    epochs = request.baseline_epochs_for(head_trained)
+    if request.baseline_epochs is None and epochs:
+        reporter.info(
+            f"baseline: the classifier is new for these {num_classes} classes, so the baseline is fine-tuned for "
+            f"{epochs} epoch(s) like the pruned model (--baseline-epochs 0 to skip)"
+        )
     history: list[dict[str, float]] = []
-    if request.baseline_epochs:
+    if epochs:
         history = train_model(
             model,
             data,
             request,
-            request.baseline_epochs,
+            epochs,
             request.baseline_lr or request.lr,
             run.dir / "checkpoints" / "baseline.pt",
             reporter,
@@ -102,9 +112,7 @@ def _baseline_stage(
         )
     with atomic_dir(run.stage("baseline")) as folder:
         save_model(model, folder, spec.timm_name, create_kwargs)
-        evaluate_stage(
-            "baseline", model, data, folder, request, reporter, {"epochs": request.baseline_epochs, "history": history}
-        )
+        evaluate_stage("baseline", model, data, folder, request, reporter, {"epochs": epochs, "history": history})
     record_stage(run, "baseline", time.perf_counter() - start)
 
 
@@ -253,7 +261,7 @@ def _prune(
 
 def _run_stages(
     run: Run,
-    initial: nn.Module | None,
+    initial: tuple[nn.Module, bool] | None,
     spec: ModelSpec,
     data: RunData,
     request: PruneRequest,

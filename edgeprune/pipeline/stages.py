@@ -9,7 +9,7 @@ from torch import nn
 
 from edgeprune.data.loaders import data_config, eval_transform, make_loader, train_transform
 from edgeprune.models.artifact import WEIGHTS_FILE
-from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of
+from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, sample_subset
 from edgeprune.progress import Reporter
 from edgeprune.requests import PruneRequest
 from edgeprune.results import StageMetrics
@@ -26,18 +26,27 @@ def evaluate_stage(
     reporter: Reporter,
     extra: dict[str, Any],
 ) -> StageMetrics:
-    """Source-validation and held-out accuracy of a stage's model, saved with its held-out predictions."""
+    """Source-validation and held-out accuracy of a stage's model (on --eval-images of each split, when given),
+    saved with its held-out predictions; skipped with --no-eval, and for a random model that nothing trained."""
     target = data.split.target
+    reason = _no_evaluation(stage, request)
+    if reason is not None:
+        metrics = StageMetrics(held_out_domain=target, not_evaluated=reason, **extra)
+        metrics.write(stage_dir / METRICS_FILE)
+        reporter.info(f"{stage}: accuracy not evaluated ({reason})")
+        return metrics
+    val = sample_subset(data.split.val, request.eval_images, request.seed)
+    test = sample_subset(data.split.test, request.eval_images, request.seed)
     val_preds, val_labels = predict(
-        model, eval_loader(model, data.split.val, workers=request.workers), reporter=reporter, description="source val"
+        model, eval_loader(model, val, workers=request.workers), reporter=reporter, description="source val"
     )
     test_preds = cached_predictions(
         stage_dir,
         target,
-        data.split.test,
+        test,
         lambda: predict(
             model,
-            eval_loader(model, data.split.test, workers=request.workers),
+            eval_loader(model, test, workers=request.workers),
             reporter=reporter,
             description=f"held-out {target}",
         )[0],
@@ -45,15 +54,25 @@ def evaluate_stage(
     metrics = StageMetrics(
         source_val_accuracy=accuracy(val_preds, val_labels),
         held_out_domain=target,
-        held_out_accuracy=accuracy(test_preds, labels_of(data.split.test)),
+        held_out_accuracy=accuracy(test_preds, labels_of(test)),
+        evaluated_images={"source_val": len(val), "held_out": len(test)},
         **extra,
     )
     metrics.write(stage_dir / METRICS_FILE)
+    subset = f" ({len(val)} / {len(test)} images)" if request.eval_images else ""
     reporter.info(
         f"{stage}: source val acc {metrics.source_val_accuracy:.4f}, "
-        f"held-out {target} acc {metrics.held_out_accuracy:.4f}"
+        f"held-out {target} acc {metrics.held_out_accuracy:.4f}{subset}"
     )
     return metrics
+
+
+def _no_evaluation(stage: str, request: PruneRequest) -> str | None:
+    if not request.evaluate:
+        return "--no-eval"
+    if not request.has_learnt(stage):
+        return "random weights that nothing trained: their accuracy is chance"
+    return None
 
 
 def train_model(

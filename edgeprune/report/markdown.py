@@ -110,7 +110,8 @@ def _header(source: ReportSource, summaries: list[TargetSummary]) -> str:
         lines.append(
             f"Models {', '.join(spec.models)}; metrics {', '.join(spec.metrics)}; amounts {amounts}; held out "
             f"{domains}, each in turn; seeds {', '.join(map(str, spec.seeds))}; targets {', '.join(spec.targets)}; "
-            f"baseline epochs {spec.baseline_epochs}, epochs {spec.epochs}{steps}; data {spec.data or 'built-in'}."
+            f"baseline epochs {_auto(spec.baseline_epochs)}, epochs {spec.epochs}{steps}; "
+            f"data {spec.data or 'built-in'}."
         )
     lines += ["", "## Recommendation", ""]
     lines += [f"- **{s.recommendation()}**" for s in summaries] or ["- nothing measured yet"]
@@ -137,3 +138,7 @@ def markdown_report(source: ReportSource, rows: list[ResultRow], summaries: list
         parts += [f"## {model}", _accuracy_tables(model, rows, domains), _speed_tables(model, rows, summaries)]
     parts.append(_cells_section(source))
     return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _auto(value: int | None) -> str:
+    return "auto" if value is None else str(value)

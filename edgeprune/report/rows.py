@@ -68,7 +68,9 @@ def _accuracies(run: Any) -> dict[str, Any]:
         "held_out_baseline": baseline.held_out_accuracy,
         "held_out_right_after_pruning": pruned.held_out_accuracy,
         "held_out_pruned": finetuned.held_out_accuracy,
-        "held_out_change": finetuned.held_out_accuracy - baseline.held_out_accuracy,
+        "held_out_change": None
+        if finetuned.held_out_accuracy is None or baseline.held_out_accuracy is None
+        else finetuned.held_out_accuracy - baseline.held_out_accuracy,
         "source_val_baseline": baseline.source_val_accuracy,
         "source_val_pruned": finetuned.source_val_accuracy,
     }

@@ -51,7 +51,7 @@ class SweepSpec(BaseModel):
     profile: str | None = None
     data: str | None = None  # default: the built-in data set
     random_init: bool = PruneRequest.random_init
-    baseline_epochs: int = PruneRequest.baseline_epochs
+    baseline_epochs: int | None = PruneRequest.baseline_epochs
     epochs: int = PruneRequest.epochs
     max_steps_per_epoch: int | None = PruneRequest.max_steps_per_epoch
     workers: int = PruneRequest.workers
@@ -103,7 +103,7 @@ class SweepSpec(BaseModel):
         self.ratios = list(dict.fromkeys(self.ratios))
         self.target_macs = list(dict.fromkeys(self.target_macs))
         self.amounts()  # each in range, or a ValueError naming the option
-        if self.epochs < 0 or self.baseline_epochs < 0:
+        if self.epochs < 0 or (self.baseline_epochs or 0) < 0:
             raise ValueError("epochs and baseline_epochs must be 0 or more")
         return self
 

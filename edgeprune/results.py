@@ -212,3 +212,33 @@ class BenchReport(Result):
     @property
     def passed(self) -> bool:
         return self.gate is not None and self.gate.passed
+
+
+class TargetBench(Result):
+    """One row of `bench --target a,b|all`: a target's engine measured, or why it could not be."""
+
+    target: str
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    size_mb: float | None = None  # the pruned model's engine file(s)
+    accuracy: float | None = None  # the engine's, on the domain
+    torch_accuracy: float | None = None  # the pruned torch model's, on the same images
+    agreement: float | None = None  # top-1 agreement of engine and torch
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    fps: float | None = None
+    speedup: float | None = None  # over the unpruned model's engine on the same target
+    gate_passed: bool | None = None
+    report: str | None = None  # the bench report's path
+
+
+class BenchTable(Result):
+    """What `bench` prints: one row per target, on one run and domain."""
+
+    run: str
+    domain: str | None
+    rows: list[TargetBench]
+
+    @property
+    def passed(self) -> bool:
+        return all(row.status == "ok" and row.gate_passed for row in self.rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -23,7 +23,7 @@ from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.requests import BenchRequest
-from edgeprune.results import BenchReport, BuildRecord
+from edgeprune.results import BenchReport, BenchTable, BuildRecord, TargetBench
 from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import BUILD_FILE, Run, Workspace, atomic_write_text, file_sha256, utc_now
@@ -222,3 +222,62 @@ def run_bench(
     if setting.seen:
         reporter.info(f"[yellow]note: {setting.domain} is a source domain of this run: it was seen in training")
     return run, report
+
+
+ALL_TARGETS = "all"
+
+
+def built_targets(run: Run) -> list[str]:
+    """The targets `edgeprune export` has built for the run (those with a build record)."""
+    folder = run.stage("engines")
+    return sorted(p.parent.name for p in folder.glob(f"*/{BUILD_FILE}")) if folder.is_dir() else []
+
+
+def _engine_size_mb(run: Run, target: str) -> float | None:
+    engine = run.build_record(target).engines["model"]
+    path = run.dir / engine.path
+    files = [path, *path.parent.glob(f"{path.name}.data")]  # ONNX external data, where there is any
+    return round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 3) or None
+
+
+def _row(run: Run, report: BenchReport) -> TargetBench:
+    return TargetBench(
+        target=report.target,
+        status="ok",
+        size_mb=_engine_size_mb(run, report.target),
+        accuracy=report.accuracy.get("engine"),
+        torch_accuracy=report.accuracy.get("pruned_torch"),
+        agreement=report.agreement,
+        p50_ms=report.latency_ms.get("p50"),
+        p90_ms=report.latency_ms.get("p90"),
+        fps=report.throughput_ips,
+        speedup=report.speedup,
+        gate_passed=report.passed,
+        report=str(run.bench_path(report.target, report.domain)),
+    )
+
+
+def run_bench_targets(
+    workspace: Workspace,
+    request: BenchRequest,
+    targets: list[str],
+    run_name: str | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[Run, BenchTable]:
+    """`run_bench` for each target (`all`: every target built for the run); a target that fails is a failed row
+    with its error, and the others are measured all the same."""
+    reporter = reporter or Reporter()
+    run = complete_run(workspace, run_name, reporter)
+    names = built_targets(run) if targets == [ALL_TARGETS] else targets
+    if not names:
+        raise EdgepruneError(f"run '{run.name}' has no engines yet: run `edgeprune export --target ort-cpu` first")
+    rows = []
+    for target in names:
+        try:
+            _, report = run_bench(workspace, replace(request, target=target), run.name, reporter)
+        except EdgepruneError as exc:
+            reporter.info(f"[red]{target}: {exc}")
+            rows.append(TargetBench(target=target, status="failed", error=" ".join(str(exc).split())))
+            continue
+        rows.append(_row(run, report))
+    return run, BenchTable(run=run.name, domain=request.domain, rows=rows)

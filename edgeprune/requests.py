@@ -27,6 +27,7 @@ class PruneRequest:
     metric: str = "hessian"
     data: Path | None = None  # default: the built-in data set
     target_domain: str = "sketch"
+    classes_from: str | None = None  # a domain whose classes to use, or "all"; None: domains must agree
     checkpoint: Path | None = None
     random_init: bool = False
     baseline_epochs: int | None = None  # None: as many as `epochs` when the classifier is new, else 0

@@ -234,12 +234,26 @@ class Workspace:
             )
         return self.root / name
 
+    def ensure_writable(self) -> None:
+        """Create the workspace folder, or say in one line why it cannot be (before any long work starts)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise EdgepruneError(
+                f"cannot write the workspace {self.root}: {exc.strerror or exc}: give --workspace a folder you can "
+                "write to"
+            ) from None
+
     def create_run(self, name: str, manifest: dict[str, Any]) -> Run:
         path = self.run_dir(name)
         if path.exists():
             raise EdgepruneError(
                 f"run '{name}' already exists in {self.root}: pick another --run name, or add --resume to continue it"
             )
+        self.ensure_writable()
         path.mkdir(parents=True)
         run = Run(path)
         atomic_write_json(run.manifest_path, manifest)

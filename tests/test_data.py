@@ -47,7 +47,7 @@ def test_unknown_target_domain(builtin_root: Path) -> None:
 def test_missing_and_empty_folders(tmp_path: Path) -> None:
     with pytest.raises(EdgepruneError, match="does not exist"):
         discover(tmp_path / "nope")
-    with pytest.raises(EdgepruneError, match="no domains"):
+    with pytest.raises(EdgepruneError, match="no images"):
         discover(tmp_path)
     (tmp_path / "photo" / "dog").mkdir(parents=True)
     with pytest.raises(EdgepruneError, match="no images"):

@@ -118,3 +118,15 @@ def test_a_live_run_is_not_taken_for_complete(holder, tmp_path: Path) -> None:
     run, _ = holder
     with pytest.raises(EdgepruneError, match="still being written by another process"):
         complete_run(Workspace(tmp_path), run.name, Reporter())
+
+
+def test_a_workspace_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgeprune.cli import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["prune", "--model", "vit-micro", "--random-init", "-w", str(blocker / "ws")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot write the workspace" in " ".join(result.output.split())

@@ -47,6 +47,7 @@ def prune(
     baseline_lr: o.BaselineLr = D.baseline_lr,
     max_steps_per_epoch: o.MaxStepsPerEpoch = D.max_steps_per_epoch,
     workers: o.Workers = D.workers,
+    classes_from: o.ClassesFrom = D.classes_from,
     evaluate: o.Evaluate = D.evaluate,
     eval_images: o.EvalImages = D.eval_images,
     seed: o.Seed = D.seed,

@@ -87,6 +87,14 @@ Lr = Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW
 BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")]
 MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
 Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")]
+ClassesFrom = Annotated[
+    str | None,
+    typer.Option(
+        help="Where domains have different class folders: a domain whose classes to use (other images are left "
+        "out), or 'all' (every class found) \\[default: refuse; the domains must agree].",
+        show_default=False,
+    ),
+]
 Seed = Annotated[int, typer.Option(help="Seed of the split, sampling and training.")]
 Evaluate = Annotated[
     bool,
@@ -97,7 +105,7 @@ Evaluate = Annotated[
     ),
 ]
 EvalImages = Annotated[
-    int | None, typer.Option(min=1, help="Evaluate on this many images of each split (seeded sample) [default: all].")
+    int | None, typer.Option(min=1, help="Evaluate on this many images of each split (seeded sample) \\[default: all].")
 ]
 NewRun = Annotated[str | None, typer.Option("--run", help="Name of the new run (or of the run to resume).")]
 Resume = Annotated[

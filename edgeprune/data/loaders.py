@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from PIL import Image
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeprune.data.domains import Sample
+from edgeprune.data.images import open_rgb
 from edgeprune.prune.counting import input_size
 
 
@@ -42,9 +42,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        with Image.open(path) as img:
-            image = img.convert("RGB")
-        return self.transform(image), label
+        return self.transform(open_rgb(path)), label
 
 
 def make_loader(

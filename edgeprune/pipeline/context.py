@@ -50,16 +50,45 @@ def resolve_data_root(data: Path | None, reporter: Reporter) -> Path:
     return root
 
 
-def load_dataset(root: Path, reporter: Reporter, known_unreadable: list[str] | None = None) -> DomainDataset:
-    """Scan (and, the first time, verify) a data set; a run's data set is not verified again."""
+def load_dataset(
+    root: Path,
+    reporter: Reporter,
+    known_unreadable: list[str] | None = None,
+    classes_from: str | None = None,
+    describe: bool = True,
+) -> DomainDataset:
+    """Scan (and, the first time, verify) a data set and describe it: images per domain and class, what was left
+    out and why; a run's data set is not verified again."""
     verify = known_unreadable is None
     with reporter.task(f"scan {root.name}", None) as advance:
         dataset = discover(
-            root, lambda done, total: advance(1), verify=verify, known_unreadable=frozenset(known_unreadable or ())
+            root,
+            lambda done, total: advance(1),
+            verify=verify,
+            known_unreadable=frozenset(known_unreadable or ()),
+            classes_from=classes_from,
         )
-    if dataset.skipped:
-        reporter.info(f"[yellow]skipped {len(dataset.skipped)} unreadable image file(s), e.g. {dataset.skipped[0]}")
+    if describe:
+        _describe_dataset(dataset, reporter)
     return dataset
+
+
+def _describe_dataset(dataset: DomainDataset, reporter: Reporter) -> None:
+    counts = dataset.class_counts()
+    reporter.info(
+        f"data: {len(dataset.domains)} domains x {len(dataset.classes)} classes, {sum(dataset.counts().values())} "
+        f"images ({', '.join(dataset.classes)})"
+    )
+    for domain, per_class in counts.items():
+        reporter.info(f"  {domain}: {sum(per_class.values())} ({' '.join(str(n) for n in per_class.values())})")
+        missing = [c for c, n in per_class.items() if n == 0]
+        if missing:
+            reporter.info(f"[yellow]  warning: {domain} has no images of {', '.join(missing)}")
+    for domain in dataset.empty_domains:
+        reporter.info(f"[yellow]warning: domain folder '{domain}' holds no images in class folders: left out")
+    if dataset.odd:
+        path, reason = dataset.odd[0]
+        reporter.info(f"[yellow]warning: {len(dataset.odd)} file(s) left out, e.g. {path}: {reason} (see run.json)")
 
 
 @dataclass
@@ -76,7 +105,9 @@ class RunData:
         root = root or Path(info["root"])
         if not root.is_dir():
             raise EdgepruneError(f"the run's data set {root} is not there: give its location with --data")
-        dataset = load_dataset(root, reporter, info.get("unreadable_files", []))
+        dataset = load_dataset(
+            root, reporter, info.get("unreadable_files", []), info.get("classes_from"), describe=False
+        )
         if list(dataset.classes) != info["classes"]:
             raise EdgepruneError(
                 f"the classes in {info['root']} are no longer those the run was trained on ({info['classes']})"

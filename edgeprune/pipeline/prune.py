@@ -236,8 +236,9 @@ def _prune(
     request: PruneRequest, workspace: Workspace, run: Run | None, run_name: str | None, reporter: Reporter
 ) -> Run:
     spec = request.validate()
+    workspace.ensure_writable()
     data_root = resolve_data_root(request.data, reporter)
-    dataset = load_dataset(data_root, reporter)
+    dataset = load_dataset(data_root, reporter, classes_from=request.classes_from)
     split = leave_one_domain_out(dataset, request.target_domain, request.val_fraction, request.seed)
     data = RunData(dataset, split)
     if run is None and request.baseline_run:
@@ -303,6 +304,8 @@ def _new_manifest(
             "counts": dataset.counts(),
             "skipped_unreadable": len(dataset.skipped),
             "unreadable_files": [str(p.relative_to(dataset.root)) for p in dataset.skipped],
+            "classes_from": dataset.classes_from,
+            "report": dataset.report(),
             "target_domain": split.target,
             "val_fraction": request.val_fraction,
             "seed": request.seed,

@@ -18,7 +18,7 @@ def data_domains(spec: SweepSpec, reporter: Reporter) -> list[str]:
     from edgeprune.pipeline.context import resolve_data_root
 
     root = resolve_data_root(Path(spec.data) if spec.data else None, reporter)
-    return list(discover(root, verify=False).domains)
+    return list(discover(root, verify=False, classes_from=spec.prune.get("classes_from")).domains)
 
 
 def held_out_domains(spec: SweepSpec, available: list[str]) -> list[str]:

@@ -39,7 +39,9 @@ class _Notes(Reporter):
 def test_a_domain_with_other_class_folders_is_refused_unless_classes_from_says(tmp_path: Path) -> None:
     root = _data_set(tmp_path / "d")
     (root / "sketch" / "dog").rename(root / "sketch" / "wolf")  # a renamed class folder
-    with pytest.raises(EdgepruneError, match=r"different class folders \(cartoon has no wolf; photo has no wolf; sketch has no dog\)"):
+    with pytest.raises(
+        EdgepruneError, match=r"different class folders \(cartoon has no wolf; photo has no wolf; sketch has no dog\)"
+    ):
         discover(root)
     by_photo = discover(root, classes_from="photo")
     assert by_photo.classes == CLASSES and by_photo.counts()["sketch"] == 4  # sketch's wolves left out, and said

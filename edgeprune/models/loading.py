@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,15 +36,31 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             )
     except EdgepruneError:
         raise
-    except Exception as exc:  # corrupt or foreign file: the reader's own error says what is wrong
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgepruneError(f"could not read checkpoint {path}: {first_line[:200]}") from None
+    except Exception as exc:  # corrupt or foreign file: say what it is, and what to give instead
+        raise EdgepruneError(f"could not read checkpoint {path}: {_why_unreadable(exc, suffix)}. {_GIVE}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EdgepruneError(f"checkpoint {path} does not hold a state dict of tensors")
     return state
+
+
+_GIVE = (
+    "Give a state dict: a .safetensors file (safetensors.torch.save_file(model.state_dict(), path)) or a .pth "
+    "file saved with torch.save(model.state_dict(), path)"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _why_unreadable(exc: Exception, suffix: str) -> str:
+    text = _ANSI.sub("", str(exc))
+    if suffix in PICKLE_SUFFIXES and "weights_only" in text:
+        return "it holds pickled Python objects (a whole model?), which edgeprune does not unpickle"
+    if suffix == ".safetensors":
+        return f"not a valid .safetensors file ({' '.join(text.split())[:120] or type(exc).__name__})"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line[:200]
 
 
 def classifier_names(model: nn.Module) -> list[str]:

@@ -6,8 +6,6 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-import timm
-
 from edgeprune.errors import EdgepruneError
 
 # Tiny transformer shape used by the demo and the tests: 4 blocks, width 96, 3 heads, 64x64 input, 8x8 patches.
@@ -47,6 +45,8 @@ ALIASES: dict[str, ModelSpec] = {
 
 def resolve_model(name: str) -> ModelSpec:
     """An alias (`deit-tiny`) or any timm model name (`vit_small_patch32_224`)."""
+    import timm  # here, not above: listing the aliases (`edgeprune models`, completion) needs no torch
+
     key = name.strip()
     if key.lower() in ALIASES:
         return ALIASES[key.lower()]

@@ -286,7 +286,8 @@ def profile_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def _known_names() -> list[str]:
+def profile_names() -> list[str]:
+    """The names `load_profile` finds, sorted (cheap: a directory listing, no file is read)."""
     return sorted({p.stem for d in profile_dirs() for p in d.glob("*.toml")})
 
 
@@ -304,20 +305,23 @@ def read_profile_file(path: Path) -> Profile:
     return _parse(data, path)
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """A profile by bare name (`jetson-orin-nano`) or by path to a `.toml` file."""
+def _is_path(text: str) -> bool:
+    return text.endswith(".toml") or os.sep in text or Path(text).is_file()
+
+
+def find_profile(name_or_path: str | Path) -> Path:
+    """The file of a profile given by bare name (`jetson-orin-nano`) or by path; nothing is read (cheap enough
+    to check an option)."""
     text = str(name_or_path)
-    candidate = Path(text)
-    if text.endswith(".toml") or candidate.is_file() or os.sep in text:
-        return read_profile_file(candidate)
+    if _is_path(text):
+        if not Path(text).is_file():
+            raise EdgepruneError(f"profile file {text} does not exist")
+        return Path(text)
     for folder in profile_dirs():
         path = folder / f"{text}.toml"
         if path.is_file():
-            profile = read_profile_file(path)
-            if profile.name != text:
-                raise EdgepruneError(f"{_display(path)}: name = {profile.name!r} differs from the file name {text!r}")
-            return profile
-    known = ", ".join(_known_names())
+            return path
+    known = ", ".join(profile_names())
     if not known:
         raise EdgepruneError(
             f"unknown profile '{text}': no profiles folder found (looked in ${PROFILES_ENV}, {REPO_PROFILES_DIR} and "
@@ -326,12 +330,27 @@ def load_profile(name_or_path: str | Path) -> Profile:
     raise EdgepruneError(f"unknown profile '{text}': choose one of {known}, or give a path to a .toml file")
 
 
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A profile by bare name (`jetson-orin-nano`) or by path to a `.toml` file."""
+    path = find_profile(name_or_path)
+    profile = read_profile_file(path)
+    text = str(name_or_path)
+    if not _is_path(text) and profile.name != text:
+        raise EdgepruneError(f"{_display(path)}: name = {profile.name!r} differs from the file name {text!r}")
+    return profile
+
+
 def list_profiles() -> list[Profile]:
     """Every profile found (a name in $EDGEPRUNE_PROFILES hides the repository's file of the same name)."""
-    return [load_profile(name) for name in _known_names()]
+    return [load_profile(name) for name in profile_names()]
 
 
 def profile_to_toml(profile: Profile) -> str:
     """The profile as TOML text that `load_profile` reads back to an equal Profile."""
     data = _PROFILE.dump_python(profile, mode="json", exclude={"source"}, exclude_none=True)
     return tomli_w.dumps(data)
+
+
+def profile_to_json(profile: Profile) -> dict[str, Any]:
+    """The profile's keys (as in its TOML file) and `source`, the file it was read from."""
+    return _PROFILE.dump_python(profile, mode="json", exclude_none=True)

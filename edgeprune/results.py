@@ -242,3 +242,22 @@ class BenchTable(Result):
     @property
     def passed(self) -> bool:
         return all(row.status == "ok" and row.gate_passed for row in self.rows)
+
+
+class PruneSummary(Result):
+    """What `edgeprune prune --json` prints: the run, its prune report and each stage's metrics."""
+
+    run: str
+    dir: str
+    prune_report: PruneReport
+    metrics: dict[str, StageMetrics]
+
+
+class ExportSummary(Result):
+    """What `edgeprune export --json` prints: the run, the ONNX parity check and the engine's build record."""
+
+    run: str
+    dir: str
+    parity: ParityReport
+    build: BuildRecord
+    bundle: str | None  # a deploy bundle to build on the device, where TensorRT is missing here

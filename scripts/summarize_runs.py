@@ -1,5 +1,5 @@
-"""One markdown table over the runs of a workspace: MACs and params (recounted from the saved models), and
-source-validation / held-out accuracy of each stage, from each stage's metrics.
+"""One markdown table over the finished runs of a workspace (for the README's results): MACs and params kept, and
+held-out / source-validation accuracy of each stage. `edgeprune runs` shows the same summaries (and `--json`).
 
     python scripts/summarize_runs.py /tmp/pacs-ws --runs metric-l1-r0.5 metric-l2-r0.5
 """
@@ -9,40 +9,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeprune.models.artifact import load_model
-from edgeprune.prune.counting import count_macs, count_params
+from edgeprune.runs import RunSummary, summarize_runs
 from edgeprune.workspace import Workspace
+
+HEADER = (
+    "| run | metric | amount | GMACs (kept) | params M (kept) | held-out acc: baseline | after pruning "
+    "| after fine-tune | source val acc after fine-tune | fine-tune steps |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def markdown_row(s: RunSummary) -> str:
+    assert s.macs is not None and s.params is not None  # finished runs only
+    acc = s.held_out_accuracy
+    steps = s.max_steps_per_epoch or "full"
+    source_val = s.source_val_accuracy["finetuned"]
+    return (
+        f"| {s.name} | {s.metric} | {s.amount} | {s.macs.after / 1e9:.3f} ({s.macs.kept:.0%}) "
+        f"| {s.params.after / 1e6:.2f} ({s.params.kept:.0%}) | {acc['baseline']:.4f} | {acc['pruned']:.4f} "
+        f"| {acc['finetuned']:.4f} | {'n/a' if source_val is None else f'{source_val:.4f}'} | {s.epochs} x {steps} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workspace", type=Path)
-    parser.add_argument("--runs", nargs="*", help="run names [default: every complete run]")
+    parser.add_argument("--runs", nargs="*", help="run names [default: every finished run]")
     args = parser.parse_args()
-    workspace = Workspace(args.workspace)
-    names = args.runs or workspace.list_runs()
-    print(
-        "| run | metric | ratio | GMACs (kept) | params M (kept) | held-out acc: baseline | after pruning "
-        "| after fine-tune | source val acc after fine-tune | fine-tune steps |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in names:
-        run = workspace.get_run(name)
-        if not all(run.has_stage(s) for s in ("baseline", "pruned", "finetuned")):
-            continue
-        report = run.prune_report()
-        metrics = {s: run.metrics(s) for s in ("baseline", "pruned", "finetuned")}
-        base, pruned = load_model(run.stage("baseline")), load_model(run.stage("finetuned"))
-        macs, base_macs = count_macs(pruned), count_macs(base)
-        params, base_params = count_params(pruned), count_params(base)
-        request = run.manifest()["request"]
-        steps = request.get("max_steps_per_epoch") or "full"
-        print(
-            f"| {name} | {report.metric} | {report.ratio:.3g} | {macs / 1e9:.3f} ({macs / base_macs:.0%}) "
-            f"| {params / 1e6:.2f} ({params / base_params:.0%}) | {metrics['baseline'].held_out_accuracy:.4f} "
-            f"| {metrics['pruned'].held_out_accuracy:.4f} | {metrics['finetuned'].held_out_accuracy:.4f} "
-            f"| {metrics['finetuned'].source_val_accuracy:.4f} | {request['epochs']} x {steps} |"
-        )
+    print(HEADER)
+    for summary in summarize_runs(Workspace(args.workspace), args.runs):
+        if "finetuned" in summary.held_out_accuracy:
+            print(markdown_row(summary))
 
 
 if __name__ == "__main__":

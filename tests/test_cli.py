@@ -111,17 +111,23 @@ def test_whole_path_through_the_cli(builtin_root: Path, tmp_path: Path) -> None:
         "16",
         "--workers",
         "0",
+        "--json",
     )
     assert result.exit_code == 0, result.output
-    assert "per-block widths" in result.output
+    assert "per-block widths" in result.stderr  # the tables, with --json, out of stdout's way
+    summary = json.loads(result.stdout)
+    assert summary["run"] == "cli" and summary["prune_report"]["metric"] == "taylor"
+    assert set(summary["metrics"]) == {"baseline", "pruned", "finetuned"}
     assert_user_error(
         invoke(
             "prune", "--workspace", ws, "--run", "cli", "--model", "deit-micro", "--random-init", "--data", builtin_root
         ),
         "already exists",
     )
-    result = invoke("export", "--workspace", ws, "--target", "onnx", "--parity-images", "8")
+    result = invoke("export", "--workspace", ws, "--target", "onnx", "--parity-images", "8", "--json")
     assert result.exit_code == 0, result.output
+    exported = json.loads(result.stdout)
+    assert exported["build"]["target"] == "onnx" and exported["parity"]["passed"] and exported["bundle"] is None
     result = invoke("bench", "--workspace", ws, "--target", "onnx", "--iterations", "3", "--warmup", "1")
     assert result.exit_code == 0, result.output
     report = json.loads((ws / "cli" / "bench" / "onnx-sketch.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -27,8 +28,17 @@ app = typer.Typer(
 data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+
+class _Console(Console):
+    """A rich console that wraps text at a terminal's width, and never when piped: a path, a command or an error
+    message written to a file or a pipe stays on its line (tables still fit the width: see `render.print_table`)."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **options: Any) -> None:
+        super().print(*objects, soft_wrap=not self.is_terminal if soft_wrap is None else soft_wrap, **options)
+
+
+out = _Console()
+err = _Console(stderr=True)
 EXIT_ERROR = 2
 EXIT_GATE_FAILED = 3
 EXIT_INTERRUPTED = 130
@@ -48,6 +58,42 @@ DataOpt = Annotated[
     Path | None, typer.Option(help="The run's data set, if it now lives elsewhere than when the run was made.")
 ]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run name \\[default: the latest run].")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result as one JSON document on stdout; tables and progress go to stderr."),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from edgeprune import __version__
+
+        print(f"edgeprune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass  # the options above act on their own; the app's help is Typer's `help`
+
+
+def screen(json_out: bool) -> Console:
+    """Where a command's tables and messages go: stdout, or stderr when stdout holds its JSON result."""
+    return err if json_out else out
+
+
+def print_json(data: Any) -> None:
+    """A command's result, alone on stdout as one JSON document."""
+    print(json.dumps(data, indent=2))
+
+
+def say(console: Console, text: str) -> None:
+    """Text as it is (a path, a command, a TOML file): no markup, highlighting or wrapping."""
+    print(text, file=console.file, flush=True)
 
 
 def open_range(low: float, high: float) -> Callable[[float | None], float | None]:

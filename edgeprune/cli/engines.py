@@ -10,28 +10,32 @@ import typer
 from edgeprune.cli.app import (
     EXIT_GATE_FAILED,
     DataOpt,
+    JsonOpt,
     RunOpt,
     TargetName,
     WorkspaceOpt,
     app,
     out,
     plain,
+    print_json,
     reporter,
+    say,
+    screen,
     user_errors,
     workspace_at,
 )
+from edgeprune.cli.choices import profile_option
 from edgeprune.cli.render import print_bench, print_export
 from edgeprune.requests import DEFAULT_OPSET, BenchRequest, ExportRequest
+from edgeprune.results import BenchReport, ExportSummary
 
 _E, _B = ExportRequest, BenchRequest  # the defaults
 
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Hardware profile: a name from `edgeprune profiles` or a TOML file "
-        "\\[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 otherwise]."
-    ),
-]
+ProfileOpt = profile_option(
+    "its batch range, TensorRT settings and gate \\[default: server-gpu for GPU targets, cpu-x86 / cpu-arm64 "
+    "otherwise]."
+)
+BenchProfileOpt = profile_option("its batch, threads and gate apply.")
 MinAgreementOpt = Annotated[
     float | None,
     typer.Option(help="Gate: engine/torch top-1 agreement \\[default: fp32 0.99, fp16 0.98, int8 0.97].", min=0, max=1),
@@ -55,6 +59,7 @@ def export(
     opset: Annotated[int, typer.Option(help=f"ONNX opset (>= {DEFAULT_OPSET}).", min=DEFAULT_OPSET)] = _E.opset,
     force: Annotated[bool, typer.Option("--force", help="Export the ONNX files again even if up to date.")] = _E.force,
     data: DataOpt = _E.data,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the run's pruned (and baseline) model to ONNX, check parity, build the target's engine.
@@ -75,13 +80,19 @@ def export(
     request = ExportRequest(plain(target), profile, parity_images, opset, force, data)
     result, parity, build = run_export(workspace_at(workspace), request, run, reporter())
     bundle = build.engines["model"].bundle
-    print_export(result.name, parity, build, result.dir / bundle if bundle else None)
+    bundle_folder = result.dir / bundle if bundle else None
+    print_export(screen(json_out), result.name, parity, build, bundle_folder)
+    if json_out:
+        bundle_text = str(bundle_folder) if bundle_folder else None
+        summary = ExportSummary(run=result.name, dir=str(result.dir), parity=parity, build=build, bundle=bundle_text)
+        print_json(summary.to_json())
 
 
 @app.command()
 @user_errors
 def build(
     bundle: Annotated[Path, typer.Argument(help="A deploy bundle folder written by `edgeprune export`.")],
+    json_out: JsonOpt = False,
 ) -> None:
     """Build a TensorRT engine from a deploy bundle, on the device (needs TensorRT).
 
@@ -92,7 +103,10 @@ def build(
     from edgeprune.export.tensorrt import ENGINE_FILE, build_bundle
 
     build_bundle(bundle)
-    out.print(f"engine: {bundle / ENGINE_FILE}")
+    if json_out:
+        print_json({"bundle": str(bundle), "engine": str(bundle / ENGINE_FILE)})
+    else:
+        say(out, f"engine: {bundle / ENGINE_FILE}")
 
 
 @app.command()
@@ -107,9 +121,7 @@ def bench(
             help="Engine to benchmark (built by `edgeprune export`) \\[default: the profile's, else ort-cpu]."
         ),
     ] = None,
-    profile: Annotated[
-        str | None, typer.Option(help="Hardware profile whose batch, threads and gate apply (name or TOML file).")
-    ] = _B.profile,
+    profile: BenchProfileOpt = _B.profile,
     batch: Annotated[
         int | None,
         typer.Option(help="Batch size of the latency measurement \\[default: profile's opt, else 1].", min=1),
@@ -127,6 +139,7 @@ def bench(
     max_drop: MaxDropOpt = _B.max_drop,
     run: RunOpt = None,
     data: DataOpt = _B.data,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Latency and held-out accuracy of the baseline, the pruned torch model and the engine (exit 3: gate failed).
@@ -146,15 +159,16 @@ def bench(
         max_engine_drop, max_drop,
     )  # fmt: skip
     result, report = run_bench(workspace_at(workspace), request, run, reporter())
-    print_bench(report, result.bench_path(report.target, report.domain))
-    if not report.passed:
-        raise typer.Exit(EXIT_GATE_FAILED)
+    _print_bench(report, result.bench_path(report.target, report.domain), json_out)
 
 
 @app.command()
 @user_errors
 def demo(
-    run: Annotated[str | None, typer.Option("--run", help="Name of the demo run.")] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Name of the demo run \\[default: vit-micro-hessian-r0.5-<time>].")
+    ] = None,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """The whole path offline: built-in data set, a 4-block ViT trained from scratch, pruned at 0.5 (hessian),
@@ -167,6 +181,13 @@ def demo(
     from edgeprune.pipeline.demo import run_demo
 
     result, report = run_demo(workspace_at(workspace), run_name=run, reporter=reporter())
-    print_bench(report, result.bench_path(report.target, report.domain))
+    _print_bench(report, result.bench_path(report.target, report.domain), json_out)
+
+
+def _print_bench(report: BenchReport, path: Path, json_out: bool) -> None:
+    """The report's table and file (on stderr with --json, the report on stdout); exit 3 when its gate failed."""
+    print_bench(screen(json_out), report, path)
+    if json_out:
+        print_json(report.to_json())
     if not report.passed:
         raise typer.Exit(EXIT_GATE_FAILED)

@@ -6,10 +6,23 @@ from dataclasses import fields
 from typing import Any
 
 from edgeprune.cli import prune_options as o
-from edgeprune.cli.app import Metric, Normalization, WorkspaceOpt, app, plain, reporter, user_errors, workspace_at
+from edgeprune.cli.app import (
+    JsonOpt,
+    Metric,
+    Normalization,
+    WorkspaceOpt,
+    app,
+    plain,
+    print_json,
+    reporter,
+    screen,
+    user_errors,
+    workspace_at,
+)
 from edgeprune.cli.render import print_prune_summary
 from edgeprune.errors import EdgepruneError
 from edgeprune.requests import PruneRequest as D  # the defaults
+from edgeprune.results import PruneSummary
 
 _REQUEST_FIELDS = {f.name for f in fields(D)}
 _METRIC, _NORMALIZATION = Metric(D.metric), Normalization(D.normalization)
@@ -53,6 +66,7 @@ def prune(
     seed: o.Seed = D.seed,
     run: o.NewRun = None,
     resume: o.Resume = False,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Load and adapt a model, fine-tune it on the source domains, prune it globally, fine-tune it again.
@@ -78,7 +92,10 @@ def prune(
     else:
         result = run_prune(request, ws, run_name=run, reporter=reporter())
     metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
-    print_prune_summary(result.name, result.prune_report(), metrics)
+    report = result.prune_report()
+    print_prune_summary(screen(json_out), result.name, report, metrics)
+    if json_out:
+        print_json(PruneSummary(run=result.name, dir=str(result.dir), prune_report=report, metrics=metrics).to_json())
 
 
 def _request(options: dict[str, Any]) -> D:

@@ -8,13 +8,19 @@ from typing import Annotated
 import typer
 
 from edgeprune.cli.app import Metric, Normalization, open_range
+from edgeprune.cli.choices import complete_models
 from edgeprune.config import AMOUNT_RANGE
 
 _fraction = open_range(*AMOUNT_RANGE)
 
 Model = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...) or any timm model name."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Alias (vit, deit, beit, deit-tiny, vit-micro, ...: `edgeprune models`) or any timm model name.",
+        autocompletion=complete_models,
+    ),
 ]
 Ratio = Annotated[
     float,

@@ -1,25 +1,35 @@
-"""Rich tables for the typed results: what the commands print, and nothing else."""
+"""Rich tables for the typed results: what the commands print, and nothing else. Each function prints on the console
+it is given (stdout, or stderr when stdout holds a command's JSON result)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
-from edgeprune.cli.app import out
+from edgeprune.cli.app import say
 from edgeprune.results import BenchReport, BuildRecord, ParityReport, PruneReport, StageMetrics
+from edgeprune.runs import STAGES, RunSummary
 
 _WIDTHS = ("embed_dim", "heads", "head_dim", "mlp_hidden")
 
 
-def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]], right: bool = False) -> Table:
-    table = Table(title=title)
+def _table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], right: bool = False, wrap: Sequence[str] = ()
+) -> Table:
+    """Cells as plain text (never markup). Only the columns named in `wrap` (descriptions) wrap: the others
+    (names, numbers) are never wrapped or cut."""
+    table = Table(title=escape(title))
     for i, column in enumerate(columns):
-        table.add_column(column, justify="right" if right and i else "left")
+        table.add_column(column, justify="right" if right and i else "left", no_wrap=column not in wrap)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
@@ -27,7 +37,25 @@ def _accuracy(value: float | None) -> str:
     return "not evaluated" if value is None else f"{value:.4f}"
 
 
-def print_prune_summary(run_name: str, report: PruneReport, metrics: dict[str, StageMetrics]) -> None:
+def _needed_width(console: Console, table: Table) -> int:
+    """The narrowest width that shows every no-wrap column whole (and a wrapping one at its longest word): the
+    cells, their padding (one space each side) and the vertical rules."""
+    width = len(table.columns) + 1
+    for column in table.columns:
+        sizes = [Measurement.get(console, console.options, cell) for cell in (column.header, *column.cells)]
+        width += max(size.maximum if column.no_wrap else size.minimum for size in sizes) + 2
+    return width
+
+
+def print_table(console: Console, table: Table) -> None:
+    """The table at the console's width, or wider where its names and numbers need it (rich would cut them)."""
+    needed = _needed_width(console, table)
+    if needed > console.width:
+        table.width = needed
+    console.print(table, crop=False)
+
+
+def print_prune_summary(console: Console, run_name: str, report: PruneReport, metrics: dict[str, StageMetrics]) -> None:
     held_out = metrics["baseline"].held_out_domain
     rows = []
     for stage, m in metrics.items():
@@ -36,54 +64,74 @@ def print_prune_summary(run_name: str, report: PruneReport, metrics: dict[str, S
         val, held = (_accuracy(m.source_val_accuracy), _accuracy(m.held_out_accuracy))
         rows.append((stage, f"{macs / 1e6:.2f} M", f"{params / 1e6:.3f} M", val, held))
     title = f"run {run_name}: {report.model}, {report.metric}, {report.ratio:.3f} of the units removed"
-    out.print(_table(title, ("stage", "MACs", "params", "source val acc", f"held-out {held_out}"), rows, right=True))
+    columns = ("stage", "MACs", "params", "source val", f"held-out {held_out}")
+    print_table(console, _table(title, columns, rows, right=True))
     blocks = [
         (str(b.index), *(f"{getattr(b.before, k)} -> {getattr(b.after, k)}" for k in _WIDTHS)) for b in report.blocks
     ]
     columns = ("block", "embed", "heads", "head dim", "MLP hidden")
-    out.print(_table("per-block widths (before -> after)", columns, blocks, right=True))
+    print_table(console, _table("per-block widths (before -> after)", columns, blocks, right=True))
 
 
-def print_export(run_name: str, parity: ParityReport, build: BuildRecord, bundle_folder: Path | None) -> None:
+def print_export(
+    console: Console, run_name: str, parity: ParityReport, build: BuildRecord, bundle_folder: Path | None
+) -> None:
     rows = [
         (name, f"{c.max_abs_diff:.2e}", f"{c.top1_agreement:.4f}", str(c.samples), build.location(name))
         for name, c in (("model", parity.model), ("baseline", parity.baseline))
     ]
-    columns = ("model", "max |torch - onnx|", "top-1 agreement", "images", "engine")
-    out.print(_table(f"run {run_name}: export for {build.target} ({build.profile})", columns, rows))
+    columns = ("model", "max |diff|", "top-1 agreement", "images", "engine")
+    title = f"run {run_name}: export for {build.target} ({build.profile}), torch vs onnx"
+    print_table(console, _table(title, columns, rows))
     for name, what, agreement in build.agreements():
-        out.print(
+        console.print(
             f"{name}: {what} vs fp32 top-1 agreement {agreement.top1_agreement:.4f} on {agreement.samples} "
             "held-out images"
         )
     if build.note and bundle_folder is not None:
-        out.print(f"[yellow]{build.note}: edgeprune build {bundle_folder}")
+        command = f"edgeprune build {bundle_folder}"
+        console.print(f"[yellow]{escape(build.note)}:[/] {escape(command)}", highlight=False, soft_wrap=True)
 
 
-def print_bench(report: BenchReport, path: Path) -> None:
+def print_bench(console: Console, report: BenchReport, path: Path) -> None:
     from edgeprune.bench.report import describe_setting, report_rows
 
-    out.print(_table(describe_setting(report), ("", "baseline", "pruned"), report_rows(report), right=True))
+    print_table(console, _table(describe_setting(report), ("", "baseline", "pruned"), report_rows(report), right=True))
     if report.passed:
-        out.print("[bold green]gate passed[/]")
+        console.print("[bold green]gate passed[/]")
     else:
-        out.print("[bold red]gate failed[/]: " + "; ".join(report.gate.reasons if report.gate else []))
-    out.print(f"report: {path}")
+        console.print("[bold red]gate failed[/]: " + escape("; ".join(report.gate.reasons if report.gate else [])))
+    say(console, f"report: {path}")
 
 
-def print_profiles(profiles: Iterable[Any]) -> None:
+def print_profiles(console: Console, profiles: Iterable[Any]) -> None:
     rows = [
-        (p.name, p.default_target, f"{p.batch.min}/{p.batch.opt}/{p.batch.max}", f"{p.gate.latency_budget_ms} ms",
+        (p.name, p.default_target, f"{p.batch.min}/{p.batch.opt}/{p.batch.max}", f"{p.gate.latency_budget_ms:g} ms",
          p.description)
         for p in profiles
     ]  # fmt: skip
-    columns = ("name", "default target", "batch min/opt/max", "latency budget", "description")
-    out.print(_table("hardware profiles", columns, rows))
+    columns = ("name", "target", "batch", "budget", "description")
+    title = "hardware profiles (target: the default; batch: min/opt/max; budget: latency)"
+    print_table(console, _table(title, columns, rows, wrap=("description",)))
 
 
-def print_models(specs: Iterable[Any]) -> None:
+def print_models(console: Console, specs: Iterable[Any]) -> None:
     rows = []
     for spec in specs:
-        extra = ", ".join(f"{k}={v}" for k, v in spec.create_kwargs.items())
-        rows.append((spec.name, spec.timm_name, spec.description + (f" [{extra}]" if extra else "")))
-    out.print(_table("model aliases (any timm model name works too)", ("alias", "timm model", "notes"), rows))
+        settings = ", ".join(f"{k}={v}" for k, v in spec.create_kwargs.items())
+        rows.append((spec.name, spec.timm_name, spec.description + (f" [{settings}]" if settings else "")))
+    title = "model aliases (any timm model name works too)"
+    print_table(console, _table(title, ("alias", "timm model", "notes"), rows, wrap=("notes",)))
+
+
+def _run_row(s: RunSummary) -> tuple[str, ...]:
+    accuracies = (s.held_out_accuracy.get(stage) for stage in STAGES)
+    macs = f"{s.macs.kept:.0%}" if s.macs else ""
+    return (s.name, s.status, s.model, s.metric, s.amount, s.held_out_domain, macs,
+            *("" if a is None else f"{a:.4f}" for a in accuracies))  # fmt: skip
+
+
+def print_runs(console: Console, root: Path, summaries: Iterable[RunSummary]) -> None:
+    columns = ("run", "status", "model", "metric", "amount", "held out", "MACs", "baseline", "pruned", "tuned")
+    title = f"runs in {root} (MACs kept; held-out accuracy after each stage)"
+    print_table(console, _table(title, columns, [_run_row(s) for s in summaries]))

@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgeprune.cli.app import EXIT_INTERRUPTED, WorkspaceOpt, app, err, out, user_errors, workspace_at
+from edgeprune.cli.app import (
+    EXIT_INTERRUPTED,
+    JsonOpt,
+    WorkspaceOpt,
+    app,
+    err,
+    out,
+    print_json,
+    say,
+    screen,
+    user_errors,
+    workspace_at,
+)
+from edgeprune.cli.choices import complete_metrics, complete_models, complete_targets, profile_option
+from edgeprune.cli.render import print_table
+from edgeprune.config import METRICS
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Advance, Reporter
 from edgeprune.sweep.record import CellRecord, SweepRecord
 from edgeprune.sweep.runner import SweepListener
 from edgeprune.sweep.spec import PRUNE_TABLE_KEYS, SweepSpec
+from edgeprune.targets import TARGETS
 
 EXIT_CELLS_FAILED = 1
 _D = SweepSpec.model_fields  # the defaults, declared once in the spec
@@ -30,19 +46,21 @@ def _default(key: str) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _list_opt(flag: str, what: str) -> Any:
+def _list_opt(flag: str, what: str, complete: Callable[[str], list[str]] | None = None) -> Any:
     key = flag.lstrip("-").replace("-", "_")
     shown = "" if _D[key].is_required() or not _default(key) or key == "ratios" else f" \\[default: {_default(key)}]"
-    return Annotated[list[str] | None, typer.Option(flag, help=f"{what}: comma list or repeated flag{shown}.")]
+    help_text = f"{what}: comma list or repeated flag{shown}."
+    return Annotated[list[str] | None, typer.Option(flag, help=help_text, autocompletion=complete)]
 
 
-Models = _list_opt("--models", "Model aliases or timm names")
-Metrics = _list_opt("--metrics", "Importance metrics (l1, l2, taylor, hessian, random)")
+Models = _list_opt("--models", "Model aliases (`edgeprune models`) or timm names", complete_models)
+Metrics = _list_opt("--metrics", f"Importance metrics ({', '.join(METRICS)})", complete_metrics)
 Ratios = _list_opt("--ratios", "Fractions of units to remove \\[default: 0.5 unless --target-macs]")
 TargetMacs = _list_opt("--target-macs", "Fractions of MACs to keep (cells besides --ratios)")
 Domains = _list_opt("--domains", "Held-out domains, each in turn; 'all' = every domain of the data set")
 Seeds = _list_opt("--seeds", "Seeds (split, sampling, training)")
-Targets = _list_opt("--targets", "Engines to export and benchmark per cell")
+Targets = _list_opt("--targets", f"Engines to export and benchmark per cell ({', '.join(TARGETS)})", complete_targets)
+SweepProfileOpt = profile_option("for export, bench and the budget.")
 ExecutorOpt = Annotated[
     str,
     typer.Option(
@@ -190,7 +208,7 @@ def sweep(
     domains: Domains = None,
     seeds: Seeds = None,
     targets: Targets = None,
-    profile: Annotated[str | None, typer.Option(help="Hardware profile for export, bench and the budget.")] = None,
+    profile: SweepProfileOpt = None,
     data: Annotated[Path | None, typer.Option(help="DG data set \\[default: the built-in data set].")] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Start every model from random weights.")] = False,
     baseline_epochs: Annotated[
@@ -210,7 +228,7 @@ def sweep(
     address: AddressOpt = None,
     cpus_per_cell: CpusPerCellOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the pipeline's messages.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print sweep.json on stdout at the end.")] = False,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run a grid of prune -> export -> bench runs, one baseline per (model, held-out domain, seed), resumably.
@@ -276,14 +294,14 @@ def _print_sweep_end(record: SweepRecord, ws: Any, seconds: float, json_out: boo
 
     counts = record.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    err.print(f"sweep {record.name}: {summary} ({seconds:.0f} s); record: {sweep_file(ws, record.name)}")
+    say(err, f"sweep {record.name}: {summary} ({seconds:.0f} s); record: {sweep_file(ws, record.name)}")
     if json_out:
-        print(json.dumps(record.model_dump(mode="json"), indent=2))
+        print_json(record.model_dump(mode="json"))
     else:
         from edgeprune.workspace import resolve_workspace
 
         where = "" if ws.root == resolve_workspace(None) else f" --workspace {ws.root}"
-        out.print(f"next: edgeprune report {record.name}{where}")
+        say(out, f"next: edgeprune report {record.name}{where}")
     if counts["failed"]:
         err.print(f"[red]{counts['failed']} cell(s) failed[/]: see sweep.json; --retry-failed runs them again")
         raise typer.Exit(EXIT_CELLS_FAILED)
@@ -299,7 +317,7 @@ def report(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where to write \\[default: the sweep's folder].")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
+    json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Tables in the paper's layout, a Pareto plot and a recommendation for a sweep (or for runs).
@@ -319,16 +337,16 @@ def report(
     from edgeprune.report import build_report
 
     result = build_report(workspace_at(workspace), names or [], out_dir)
-    if json_out:
-        print(json.dumps(result.to_json(), indent=2))
-        return
+    console = screen(json_out)
     for summary in result.summaries:
         if summary.points:
-            out.print(_points_table(summary))
-    out.print(f"{result.title}: {len(result.rows)} rows; wrote {', '.join(p.name for p in result.files)} to "
-              f"{result.out_dir}", highlight=False)  # fmt: skip
+            print_table(console, _points_table(summary))
+    say(console, f"{result.title}: {len(result.rows)} rows; wrote {', '.join(p.name for p in result.files)} to "
+                 f"{result.out_dir}")  # fmt: skip
     for line in result.recommendations() or ["nothing measured yet: run the sweep first"]:
-        out.print(f"[bold]recommendation[/] {line}", highlight=False)
+        console.print(f"[bold]recommendation[/] {escape(line)}", highlight=False)
+    if json_out:
+        print_json(result.to_json())
 
 
 def _points_table(summary: Any) -> Table:

@@ -16,7 +16,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.export.compare import TOLERANCES
 from edgeprune.export.engines import make_runner
 from edgeprune.export.runners import OrtRunner
-from edgeprune.hardware import describe_device
+from edgeprune.hardware import capped_threads, describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, cached_predictions, complete_run, eval_loader, labels_of
 from edgeprune.profiles import Profile, load_profile, read_profile_file
@@ -89,6 +89,18 @@ class _Setting:
     threads: int | None
 
 
+def _threads(request: BenchRequest, profile: Profile | None, reporter: Reporter) -> int | None:
+    """The request's threads, else the profile's; capped, with a warning, at the cores this machine has."""
+    asked = request.threads or (profile.backend.threads if profile else None)
+    threads = capped_threads(asked)
+    if threads != asked:
+        source = f"profile {profile.name}" if profile and not request.threads else "--threads"
+        reporter.info(
+            f"[yellow]warning:[/] {source} asks for {asked} threads; this machine has {threads} cores: using {threads}"
+        )
+    return threads
+
+
 def _setting(run: Run, request: BenchRequest, reporter: Reporter) -> _Setting:
     profile = load_profile(request.profile) if request.profile else None
     target = resolve_target(request.target or (profile.default_target if profile else DEFAULT_TARGET))
@@ -107,7 +119,7 @@ def _setting(run: Run, request: BenchRequest, reporter: Reporter) -> _Setting:
         domain=domain,
         seen=domain in data.split.sources,
         batch=request.batch or (profile.batch.opt if profile else 1),
-        threads=request.threads or (profile.backend.threads if profile else None),
+        threads=_threads(request, profile, reporter),
     )
 
 

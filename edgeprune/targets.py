@@ -102,6 +102,7 @@ TARGETS: dict[str, Target] = {
 
 
 DEFAULT_TARGET = "ort-cpu"  # without --target or a profile
+ALL_TARGETS = "all"  # bench: every target built for the run
 PRECISIONS = ("fp32", "fp16", "int8")  # every Target.precision, widest first
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from typer.testing import CliRunner
+
+from edgeprune.cli import EXIT_ERROR, app
 from edgeprune.pipeline.bench import built_targets, run_bench_targets
 from edgeprune.pipeline.export import run_export
 from edgeprune.requests import BenchRequest, ExportRequest
@@ -23,7 +28,11 @@ def test_all_targets_give_one_row_each_and_a_missing_engine_fails_its_row_only(r
     assert fp16.size_mb < fp32.size_mb  # half-precision weights
 
     (run.dir / run.build_record("ort-cpu-fp16").engines["model"].path).unlink()
-    _, table = run_bench_targets(workspace, QUICK, ["all"], run.name)
-    assert [(r.target, r.status) for r in table.rows] == [("ort-cpu", "ok"), ("ort-cpu-fp16", "failed")]
-    assert "edgeprune export --target ort-cpu-fp16" in table.rows[1].error
-    assert not table.passed
+    quick = ["--warmup", "0", "--iterations", "2", "--max-images", "16"]
+    args = ["bench", "--target", "all", *quick, "--run", run.name, "-w", str(workspace.root), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_ERROR, result.output  # a failed row: exit 1, after the other rows
+    table = json.loads(result.stdout)
+    assert [(r["target"], r["status"]) for r in table["rows"]] == [("ort-cpu", "ok"), ("ort-cpu-fp16", "failed")]
+    assert "edgeprune export --target ort-cpu-fp16" in table["rows"][1]["error"]
+    assert table["domain"] == "sketch" and table["rows"][0]["p50_ms"] > 0

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeprune.cli.app import (
+    EXIT_ERROR,
     EXIT_GATE_FAILED,
     DataOpt,
     JsonOpt,
@@ -24,10 +25,12 @@ from edgeprune.cli.app import (
     user_errors,
     workspace_at,
 )
-from edgeprune.cli.choices import profile_option
-from edgeprune.cli.render import print_bench, print_export
+from edgeprune.cli.choices import completer, profile_option
+from edgeprune.cli.render import print_bench, print_bench_table, print_export
 from edgeprune.requests import DEFAULT_OPSET, BenchRequest, ExportRequest
 from edgeprune.results import BenchReport, ExportSummary
+from edgeprune.targets import ALL_TARGETS as ALL
+from edgeprune.targets import TARGETS
 
 _E, _B = ExportRequest, BenchRequest  # the defaults
 
@@ -109,6 +112,21 @@ def build(
         say(out, f"engine: {bundle / ENGINE_FILE}")
 
 
+def _split_targets(value: str | None) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()] if value else []
+
+
+def _check_targets(value: str | None) -> str | None:
+    """Each name a known target, or 'all' alone; checked before anything heavy is imported."""
+    names = _split_targets(value)
+    unknown = [t for t in names if t not in TARGETS and t != ALL]
+    if unknown or (ALL in names and len(names) > 1):
+        raise typer.BadParameter(
+            f"{', '.join(unknown) or value}: give targets from {', '.join(TARGETS)} (comma list), or 'all' alone"
+        )
+    return value
+
+
 @app.command()
 @user_errors
 def bench(
@@ -116,9 +134,12 @@ def bench(
         str | None, typer.Option(help="Domain to measure accuracy on \\[default: the run's held-out domain].")
     ] = _B.domain,
     target: Annotated[
-        TargetName | None,
+        str | None,
         typer.Option(
-            help="Engine to benchmark (built by `edgeprune export`) \\[default: the profile's, else ort-cpu]."
+            help="Engine(s) to benchmark, built by `edgeprune export`: one, a comma list, or 'all' (every target "
+            "built for the run: one row each) \\[default: the profile's, else ort-cpu].",
+            autocompletion=completer(lambda: [*TARGETS, ALL]),
+            callback=_check_targets,
         ),
     ] = None,
     profile: BenchProfileOpt = _B.profile,
@@ -144,22 +165,38 @@ def bench(
 ) -> None:
     """Latency and held-out accuracy of the baseline, the pruned torch model and the engine (exit 3: gate failed).
 
+    With several targets (or all), one row per target: size, accuracy, agreement with torch, p50/p90, FPS and
+    speed-up over the unpruned model on that target; a target that fails is a failed row (exit 1), not a stop.
+
     Examples:
 
       edgeprune bench
+
+      edgeprune bench --target all
 
       edgeprune bench --domain sketch --target ort-cpu --batch 8 --threads 2
 
       edgeprune bench --target ort-cpu-int8 --profile cpu-x86
     """
-    from edgeprune.pipeline.bench import run_bench
+    from edgeprune.pipeline.bench import run_bench, run_bench_targets
 
+    targets = _split_targets(target)
     request = BenchRequest(
-        plain(target), domain, data, batch, threads, warmup, iterations, max_images, profile, min_agreement,
-        max_engine_drop, max_drop,
+        targets[0] if len(targets) == 1 else None, domain, data, batch, threads, warmup, iterations, max_images,
+        profile, min_agreement, max_engine_drop, max_drop,
     )  # fmt: skip
-    result, report = run_bench(workspace_at(workspace), request, run, reporter())
-    _print_bench(report, result.bench_path(report.target, report.domain), json_out)
+    if len(targets) <= 1 and targets != [ALL]:
+        result, report = run_bench(workspace_at(workspace), request, run, reporter())
+        _print_bench(report, result.bench_path(report.target, report.domain), json_out)
+        return
+    _, table = run_bench_targets(workspace_at(workspace), request, targets, run, reporter())
+    print_bench_table(screen(json_out), table)
+    if json_out:
+        print_json(table.to_json())
+    if any(row.status == "failed" for row in table.rows):
+        raise typer.Exit(EXIT_ERROR)
+    if not table.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command()

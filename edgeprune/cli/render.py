@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeprune.cli.app import say
-from edgeprune.results import BenchReport, BuildRecord, ParityReport, PruneReport, StageMetrics
+from edgeprune.results import BenchReport, BenchTable, BuildRecord, ParityReport, PruneReport, StageMetrics
 from edgeprune.runs import STAGES, RunSummary
 
 _WIDTHS = ("embed_dim", "heads", "head_dim", "mlp_hidden")
@@ -102,6 +102,28 @@ def print_bench(console: Console, report: BenchReport, path: Path) -> None:
     else:
         console.print("[bold red]gate failed[/]: " + escape("; ".join(report.gate.reasons if report.gate else [])))
     say(console, f"report: {path}")
+
+
+def print_bench_table(console: Console, table: BenchTable) -> None:
+    """Ultralytics' benchmark shape: one row per target, a failed target's row says why."""
+
+    def number(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    rows = [
+        (r.target, r.status, number(r.size_mb, ".2f"), number(r.accuracy, ".4f"), number(r.agreement, ".4f"),
+         number(r.p50_ms, ".3f"), number(r.p90_ms, ".3f"), number(r.fps, ".1f"),
+         "-" if r.speedup is None else f"{r.speedup:.2f}x",
+         "-" if r.gate_passed is None else ("passed" if r.gate_passed else "failed"))
+        for r in table.rows
+    ]  # fmt: skip
+    columns = ("target", "status", "size MB", "accuracy", "agreement", "p50 ms", "p90 ms", "FPS", "speed-up", "gate")
+    domain = table.domain or "the held-out domain"
+    title = f"run {table.run}, {len(table.rows)} targets: accuracy on {domain}; speed-up over the unpruned model"
+    print_table(console, _table(title, columns, rows, right=True))
+    for row in table.rows:
+        if row.error:
+            say(console, f"{row.target} failed: {row.error}")
 
 
 def print_profiles(console: Console, profiles: Iterable[Any]) -> None:

@@ -24,7 +24,7 @@ from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.requests import BenchRequest
 from edgeprune.results import BenchReport, BenchTable, BuildRecord, TargetBench
-from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
+from edgeprune.targets import ALL_TARGETS, DEFAULT_TARGET, Target, resolve_target
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import BUILD_FILE, Run, Workspace, atomic_write_text, file_sha256, utc_now
 
@@ -236,9 +236,6 @@ def run_bench(
     return run, report
 
 
-ALL_TARGETS = "all"
-
-
 def built_targets(run: Run) -> list[str]:
     """The targets `edgeprune export` has built for the run (those with a build record)."""
     folder = run.stage("engines")
@@ -284,6 +281,7 @@ def run_bench_targets(
     if not names:
         raise EdgepruneError(f"run '{run.name}' has no engines yet: run `edgeprune export --target ort-cpu` first")
     rows = []
+    domain = request.domain
     for target in names:
         try:
             _, report = run_bench(workspace, replace(request, target=target), run.name, reporter)
@@ -292,4 +290,5 @@ def run_bench_targets(
             rows.append(TargetBench(target=target, status="failed", error=" ".join(str(exc).split())))
             continue
         rows.append(_row(run, report))
-    return run, BenchTable(run=run.name, domain=request.domain, rows=rows)
+        domain = report.domain
+    return run, BenchTable(run=run.name, domain=domain, rows=rows)

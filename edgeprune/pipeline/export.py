@@ -156,7 +156,14 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
             }
         )
         build.write(folder / BUILD_FILE)
-    reporter.info(f"engine: {target.name} for profile {profile.name} written to {engine_dir}")
+    bundle = build.engines["model"].bundle
+    if bundle is None:
+        reporter.info(f"engine: {target.name} for profile {profile.name} written to {engine_dir}")
+    else:  # TensorRT is not here: what was written is a bundle, to build on the device
+        reporter.info(
+            f"deploy bundle (not an engine: TensorRT is not installed here): {target.name} for profile "
+            f"{profile.name} in {engine_dir}; on the device run `edgeprune build {run.dir / bundle}`"
+        )
     return build
 
 

@@ -12,7 +12,7 @@ STAGES = ("baseline", "pruned", "finetuned")
 
 class RunSummary(Result):
     name: str
-    status: str  # the manifest's: "complete", else "running" (which an interrupted run also stays)
+    status: str  # "complete", "running" (a process writes it now) or "interrupted" (killed or crashed)
     model: str
     metric: str
     amount: str  # as in run names: r0.5 (ratio of units removed), macs0.6 / params0.4 (fraction kept)
@@ -34,7 +34,7 @@ def summarize_run(run: Run) -> RunSummary:
     report = run.prune_report() if "pruned" in stages else None
     return RunSummary(
         name=run.name,
-        status=manifest.get("status", "unknown"),
+        status=run.status(),
         model=request.model,
         metric=request.metric,
         amount=request.amount().tag(),

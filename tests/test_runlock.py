@@ -130,3 +130,17 @@ def test_a_workspace_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["prune", "--model", "vit-micro", "--random-init", "-w", str(blocker / "ws")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "cannot write the workspace" in " ".join(result.output.split())
+
+
+def test_runs_marks_a_killed_run_interrupted(run_copy) -> None:
+    from edgeprune.runs import summarize_run
+
+    workspace, run = run_copy
+    run.update_manifest(status="running")  # as a SIGKILL leaves it: nobody holds the lock
+    assert summarize_run(run).status == "interrupted"
+    proc = _hold_in_another_process(run.dir)
+    try:
+        assert summarize_run(run).status == "running"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -249,6 +249,8 @@ class Workspace:
 
     def create_run(self, name: str, manifest: dict[str, Any]) -> Run:
         path = self.run_dir(name)
+        if path.is_dir() and not (path / MANIFEST_FILE).exists() and not any(path.iterdir()):
+            path.rmdir()  # left empty by a command killed between creating the folder and writing run.json
         if path.exists():
             raise EdgepruneError(
                 f"run '{name}' already exists in {self.root}: pick another --run name, or add --resume to continue it"

@@ -39,6 +39,7 @@ class _Console(Console):
 
 out = _Console()
 err = _Console(stderr=True)
+EXIT_SOME_FAILED = 1  # a sweep cell, or a bench target, failed; the others were done
 EXIT_ERROR = 2
 EXIT_GATE_FAILED = 3
 EXIT_INTERRUPTED = 130

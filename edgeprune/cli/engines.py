@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from edgeprune.cli.app import (
-    EXIT_ERROR,
     EXIT_GATE_FAILED,
+    EXIT_SOME_FAILED,
     DataOpt,
     JsonOpt,
     RunOpt,
@@ -194,7 +194,7 @@ def bench(
     if json_out:
         print_json(table.to_json())
     if any(row.status == "failed" for row in table.rows):
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(EXIT_SOME_FAILED)
     if not table.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
 

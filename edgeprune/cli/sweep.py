@@ -16,6 +16,7 @@ from rich.table import Table
 
 from edgeprune.cli.app import (
     EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
     JsonOpt,
     WorkspaceOpt,
     app,
@@ -37,7 +38,6 @@ from edgeprune.sweep.runner import SweepListener
 from edgeprune.sweep.spec import PRUNE_TABLE_KEYS, SweepSpec
 from edgeprune.targets import TARGETS
 
-EXIT_CELLS_FAILED = 1
 _D = SweepSpec.model_fields  # the defaults, declared once in the spec
 
 
@@ -304,7 +304,7 @@ def _print_sweep_end(record: SweepRecord, ws: Any, seconds: float, json_out: boo
         say(out, f"next: edgeprune report {record.name}{where}")
     if counts["failed"]:
         err.print(f"[red]{counts['failed']} cell(s) failed[/]: see sweep.json; --retry-failed runs them again")
-        raise typer.Exit(EXIT_CELLS_FAILED)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @app.command()

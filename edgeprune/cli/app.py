@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import json
 from collections.abc import Callable
@@ -113,6 +114,16 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+_USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the disk{where}: free some or use another --workspace (nothing half-written is kept)"
+    return f"{exc.strerror}{where}: use a folder you can write to (--workspace)"
+
+
 def user_errors(func: F) -> F:
     """One line and a non-zero exit for errors the user can fix; never a traceback."""
 
@@ -126,6 +137,11 @@ def user_errors(func: F) -> F:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:
+            if exc.errno not in _USER_FIXABLE:
+                raise
+            err.print(f"[bold red]error:[/] {escape(_os_error_line(exc))}", highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
 

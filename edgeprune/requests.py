@@ -127,7 +127,7 @@ class PruneRequest:
             target_params=self.target_params,
             normalization=self.normalization,
             max_share=self.max_share,
-            compensate=self.compensate,
+            compensate=self.compensate and self.has_learnt("pruned"),  # a random model has nothing to keep
             allow_narrow=self.allow_narrow,
         )
 

@@ -131,6 +131,7 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
         f"pruning: metric {request.metric}, {request.amount().describe()}"
         + (f" in {request.steps} steps" if request.steps > 1 else "")
         + f", {sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
+        + ("" if request.prune_config().compensate or not request.compensate else "; no compensation (random weights)")
     )
     # The model to prune is the baseline: a copy of it is the recovery steps' teacher (no second read).
     teacher = copy.deepcopy(model).eval() if request.distill and request.steps > 1 else None

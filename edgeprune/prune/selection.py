@@ -133,8 +133,8 @@ class _GroupState:
         return len(self.kept_heads) * len(indices) if stream == "units" else len(self.kept_units)
 
     def importance(self, stream: str, indices: tuple[int, ...]) -> float:
-        if stream == "units":
-            return float(self.scores[self.kept_heads][:, list(indices)].sum())
+        if stream == "units":  # columns first: a copy of heads x len(indices), not of the whole group
+            return float(self.scores[:, list(indices)][self.kept_heads].sum())
         return float(self.scores[list(indices)][:, self.kept_units].sum())
 
     def allowed(self, stream: str, indices: tuple[int, ...], max_share: float | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeprune.config import METRICS, NORMALIZATIONS
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, RankFailed
 from edgeprune.targets import TARGETS
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
 data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -66,18 +69,44 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started several (None otherwise); read without importing torch."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+@app.callback()
+def _one_process_unless_prune(ctx: typer.Context) -> None:
+    rank = _torchrun_rank()
+    if rank is not None and ctx.invoked_subcommand != "prune":
+        if rank == 0:
+            err.print(f"[bold red]error:[/] only `edgeprune prune` runs under torchrun, not `{ctx.invoked_subcommand}`")
+        raise typer.Exit(EXIT_ERROR)
+
+
 def user_errors(func: F) -> F:
-    """One line and a non-zero exit for errors the user can fix; never a traceback."""
+    """One line and a non-zero exit for errors the user can fix; never a traceback.
+
+    Under torchrun, rank 0 reports; another process names its rank, and says nothing when rank 0 failed first.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rank = _torchrun_rank()
         try:
             return func(*args, **kwargs)
+        except RankFailed:
+            raise typer.Exit(EXIT_ERROR) from None
         except EdgepruneError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # the text, not markup
+            where = f"rank {rank}: " if rank else ""
+            err.print(f"[bold red]error:[/] {where}{escape(str(exc))}", highlight=False)  # the text, not markup
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run")
+            if not rank:
+                err.print(
+                    "[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run"
+                )
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]

@@ -62,17 +62,28 @@ def prune(
       edgeprune prune --model vit-micro --random-init --baseline-epochs 20 --epochs 5
 
       edgeprune prune --resume --run my-run
+
+    Data-parallel on N processes (gloo on CPU, NCCL with a GPU each); rank 0 alone prunes, evaluates and writes.
+    --batch-size is the global batch, split evenly across the processes; --workers is per process.
+
+      torchrun --nproc-per-node 2 -m edgeprune prune --model vit-micro --random-init --epochs 5
     """
     options = {name: plain(value) for name, value in locals().items() if name in _REQUEST_FIELDS}
+    from edgeprune.distributed import session
     from edgeprune.pipeline.prune import resume_prune, run_prune
+    from edgeprune.progress import Reporter
 
     ws = workspace_at(workspace)
-    if resume:
-        result = resume_prune(ws, run, reporter())
-    else:
-        result = run_prune(_request(options), ws, run_name=run, reporter=reporter())
-    metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
-    print_prune_summary(result.name, result.prune_report(), metrics)
+    with session() as world:
+        progress = reporter() if world.is_main else Reporter()  # the other processes print errors only
+        if resume:
+            result = resume_prune(ws, run, progress)
+        else:
+            request = world.main_first(lambda: _request(options))
+            result = run_prune(request, ws, run_name=run, reporter=progress)
+        if world.is_main:
+            metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
+            print_prune_summary(result.name, result.prune_report(), metrics)
 
 
 def _request(options: dict[str, Any]) -> D:

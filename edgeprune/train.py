@@ -3,6 +3,9 @@
 With a teacher (the unpruned baseline), the loss mixes the labels with the teacher's softened outputs (knowledge
 distillation, Hinton et al. 2015): (1 - w) * CE(labels) + w * T^2 * KL(teacher_T || student_T). The teacher runs
 on the same augmented batch, so it adds one forward pass of the baseline per step.
+
+Under torchrun (see `edgeprune.distributed`) every process trains on its shard of each batch in
+DistributedDataParallel, which averages the gradients; rank 0 alone evaluates and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from edgeprune.distributed import World, current
 from edgeprune.errors import EdgepruneError
 from edgeprune.progress import Reporter
 from edgeprune.workspace import atomic_path
@@ -153,6 +158,7 @@ def _train_epoch(
     config: TrainConfig,
     teacher: nn.Module | None,
     advance: Any,
+    world: World,
 ) -> dict[str, float]:
     device = next(model.parameters()).device
     model.train()
@@ -173,7 +179,25 @@ def _train_epoch(
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
         advance(1, status=f"loss {loss_sum / seen:.3f}")
+    seen, loss_sum, correct = world.sum([seen, loss_sum, correct])  # over every process's share
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)  # timm's random crop draws from Python's generator (workers=0: this one)
+
+
+def _val_accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+    return accuracy(*predict(model, loader, device))
+
+
+def _weights_digest(model: nn.Module) -> tuple[float, float]:
+    with torch.no_grad():
+        return (
+            sum(float(p.double().sum()) for p in model.parameters()),
+            sum(float(p.double().square().sum()) for p in model.parameters()),
+        )
 
 
 def fine_tune(
@@ -190,6 +214,7 @@ def fine_tune(
 ) -> list[dict[str, float]]:
     """Train in place; after every epoch the state goes to `checkpoint`, from which `resume=True` continues."""
     reporter = reporter or Reporter()
+    world = current()
     device = default_device()
     model.to(device)
     if teacher is not None:
@@ -201,23 +226,27 @@ def fine_tune(
     if resume and checkpoint.exists():
         history, start_epoch = _resume(checkpoint, model, opt, device)
         reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
-    torch.manual_seed(config.seed + start_epoch)
-    random.seed(config.seed + start_epoch)  # timm's random crop draws from Python's generator (workers=0: this one)
+    _seed(world.augmentation_seed(config.seed + start_epoch))
+    net = world.wrap(model)
     for epoch in range(start_epoch, config.epochs):
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
         with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
             record = {
                 "epoch": epoch + 1,
-                **_train_epoch(model, train_loader, steps_per_epoch, opt, config, teacher, advance),
+                **_train_epoch(net, train_loader, steps_per_epoch, opt, config, teacher, advance, world),
             }
         if val_loader is not None:
-            record["val_accuracy"] = accuracy(*predict(model, val_loader, device))
+            record["val_accuracy"] = world.on_main(partial(_val_accuracy, model, val_loader, device))
         history.append(record)
         reporter.info(
             f"{label} epoch {epoch + 1}: loss {record['train_loss']:.3f}, train acc {record['train_accuracy']:.3f}"
             + (f", val acc {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
         )
         state = {"model": model.state_dict(), **opt.state(), "epoch": epoch + 1, "history": history}
-        _save_checkpoint(checkpoint, {**state, "config": asdict(config)})
+        world.on_main(partial(_save_checkpoint, checkpoint, {**state, "config": asdict(config)}), share=False)
+    if world.enabled:
+        world.all_same(_weights_digest(model), f"the weights after {label}")
     model.cpu().eval()
     if teacher is not None:
         teacher.cpu()

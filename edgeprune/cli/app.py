@@ -6,6 +6,7 @@ import enum
 import errno
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeprune.config import METRICS, NORMALIZATIONS
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, RankFailed
 from edgeprune.targets import TARGETS
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
 data_app = typer.Typer(help="The built-in data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -76,11 +79,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    pass  # the options above act on their own; the app's help is Typer's `help`
+    """--version acts on its own; under torchrun only `prune` runs (one command per process group)."""
+    rank = _torchrun_rank()
+    if rank is not None and ctx.invoked_subcommand != "prune":
+        if rank == 0:
+            err.print(f"[bold red]error:[/] only `edgeprune prune` runs under torchrun, not `{ctx.invoked_subcommand}`")
+        raise typer.Exit(EXIT_ERROR)
 
 
 def screen(json_out: bool) -> Console:
@@ -124,18 +133,35 @@ def _os_error_line(exc: OSError) -> str:
     return f"{exc.strerror}{where}: use a folder you can write to (--workspace)"
 
 
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started several (None otherwise); read without importing torch."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def user_errors(func: F) -> F:
-    """One line and a non-zero exit for errors the user can fix; never a traceback."""
+    """One line and a non-zero exit for errors the user can fix; never a traceback.
+
+    Under torchrun, rank 0 reports; another process names its rank, and says nothing when rank 0 failed first.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rank = _torchrun_rank()
         try:
             return func(*args, **kwargs)
+        except RankFailed:
+            raise typer.Exit(EXIT_ERROR) from None
         except EdgepruneError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # the text, not markup
+            where = f"rank {rank}: " if rank else ""
+            err.print(f"[bold red]error:[/] {where}{escape(str(exc))}", highlight=False)  # the text, not markup
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run")
+            if not rank:
+                err.print(
+                    "[yellow]interrupted[/]: finished stages are kept; `edgeprune prune --resume` continues a run"
+                )
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:
             if exc.errno not in _USER_FIXABLE:

@@ -79,23 +79,34 @@ def prune(
       edgeprune prune --model vit-micro --random-init --baseline-epochs 20 --epochs 5
 
       edgeprune prune --resume --run my-run
+
+    Data-parallel on N processes (gloo on CPU, NCCL with a GPU each); rank 0 alone prunes, evaluates and writes.
+    --batch-size is the global batch, split evenly across the processes; --workers is per process.
+
+      torchrun --nproc-per-node 2 -m edgeprune prune --model vit-micro --random-init --epochs 5
     """
     options = {name: plain(value) for name, value in locals().items() if name in _REQUEST_FIELDS}
     request = None if resume else _request(options)
     if request is not None:
         request.validate()  # before torch is imported: a bad option is refused at once
+    from edgeprune.distributed import session
     from edgeprune.pipeline.prune import resume_prune, run_prune
+    from edgeprune.progress import Reporter
 
     ws = workspace_at(workspace)
-    if request is None:
-        result = resume_prune(ws, run, reporter())
-    else:
-        result = run_prune(request, ws, run_name=run, reporter=reporter())
-    metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
-    report = result.prune_report()
-    print_prune_summary(screen(json_out), result.name, report, metrics)
-    if json_out:
-        print_json(PruneSummary(run=result.name, dir=str(result.dir), prune_report=report, metrics=metrics).to_json())
+    with session() as world:
+        progress = reporter() if world.is_main else Reporter()  # the other processes print errors only
+        if request is None:
+            result = resume_prune(ws, run, progress)
+        else:
+            result = run_prune(request, ws, run_name=run, reporter=progress)
+        if world.is_main:
+            metrics = {stage: result.metrics(stage) for stage in ("baseline", "pruned", "finetuned")}
+            report = result.prune_report()
+            print_prune_summary(screen(json_out), result.name, report, metrics)
+            if json_out:
+                summary = PruneSummary(run=result.name, dir=str(result.dir), prune_report=report, metrics=metrics)
+                print_json(summary.to_json())
 
 
 def _request(options: dict[str, Any]) -> D:

@@ -88,11 +88,13 @@ DistillTemperature = Annotated[float, typer.Option(help="Softmax temperature of 
 Steps = Annotated[int, typer.Option(min=1, help="Prune in this many steps, with a short recovery between.")]
 RecoverySteps = Annotated[int, typer.Option(min=0, help="Training steps of each recovery between pruning steps.")]
 CalibBatches = Annotated[int, typer.Option(min=1, help="Source-domain batches that importance sees.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Training and calibration batch size.")]
+BatchSize = Annotated[
+    int, typer.Option(min=1, help="Training and calibration batch size (under torchrun: the global batch).")
+]
 Lr = Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")]
 BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")]
 MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
-Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes.")]
+Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes (per process under torchrun).")]
 ClassesFrom = Annotated[
     str | None,
     typer.Option(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from timm.data import create_transform, resolve_data_config
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgeprune.data.domains import Sample
 from edgeprune.data.images import open_rgb
@@ -46,15 +46,29 @@ class ImageDataset(Dataset):
 
 
 def make_loader(
-    samples: Sequence[Sample], transform: Any, batch_size: int, *, shuffle: bool, workers: int = 0, seed: int = 0
+    samples: Sequence[Sample],
+    transform: Any,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    workers: int = 0,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
+    """`shard=(rank, processes)`: this process's share of every epoch (DistributedSampler, padded to equal shares)."""
+    dataset = ImageDataset(samples, transform)
+    sampler = None
+    if shard is not None:
+        rank, processes = shard
+        sampler = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle, seed=seed)
+        seed += rank  # the workers' augmentation seeds differ between processes
     return DataLoader(
-        ImageDataset(samples, transform),
+        dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         num_workers=workers,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
         drop_last=False,
     )

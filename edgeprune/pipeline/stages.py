@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from edgeprune.data.loaders import data_config, eval_transform, make_loader, train_transform
+from edgeprune.distributed import current
 from edgeprune.models.artifact import WEIGHTS_FILE
 from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, sample_subset
 from edgeprune.progress import Reporter
@@ -87,15 +88,21 @@ def train_model(
     teacher: nn.Module | None = None,
     max_steps: int | None = None,
 ) -> list[dict[str, float]]:
-    """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued."""
+    """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued.
+
+    Under torchrun, --batch-size is the global batch: each of the N processes loads batch_size / N images a step
+    from its shard, so a step (and --max-steps-per-epoch) means what it means in one process.
+    """
     config = data_config(model)
+    world = current()
     train_loader = make_loader(
         data.split.train,
         train_transform(config),
-        request.batch_size,
+        world.per_rank_batch(request.batch_size),
         shuffle=True,
         workers=request.workers,
         seed=request.seed,
+        shard=(world.rank, world.world_size) if world.enabled else None,
     )
     val_loader = make_loader(data.split.val, eval_transform(config), 64, shuffle=False, workers=request.workers)
     train_config = TrainConfig(
@@ -121,6 +128,9 @@ def train_model(
 
 def record_stage(run: Run, stage: str, seconds: float | None, **extra: Any) -> None:
     folder = run.stage(stage)
+    world = current()
+    if world.enabled:
+        extra["processes"] = world.world_size
     run.update_manifest(
         stages={
             stage: {

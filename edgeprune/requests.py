@@ -42,6 +42,7 @@ class PruneRequest:
     lr: float = 1e-4
     baseline_lr: float | None = None  # default: lr
     max_steps_per_epoch: int | None = None
+    checkpoint_every: int | None = None  # training steps between checkpoints; None: each epoch's end
     val_fraction: float = 0.1
     evaluate: bool = True
     eval_images: int | None = None  # evaluate on this many images per split (seeded sample); None: all
@@ -89,6 +90,8 @@ class PruneRequest:
             raise EdgepruneError("--calib-batches and --batch-size must be at least 1")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise EdgepruneError("--max-steps-per-epoch must be at least 1 (leave it out for whole epochs)")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise EdgepruneError("--checkpoint-every must be at least 1 (leave it out for one checkpoint per epoch)")
         if self.workers < 0:
             raise EdgepruneError("--workers must be 0 (load in the main process) or more")
         if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from edgeprune.distributed import World, current
 from edgeprune.errors import EdgepruneError
@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     distill_weight: float = 0.0  # share of the distillation term; 0 = labels only
     distill_temperature: float = 2.0
+    checkpoint_every: int | None = None  # steps; None: at the end of each epoch only
 
 
 def training_loss(
@@ -118,7 +119,11 @@ class _Optimisation:
     scaler: torch.amp.GradScaler
 
     def state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -136,18 +141,48 @@ def _optimisation(model: nn.Module, config: TrainConfig, total_steps: int, devic
     return _Optimisation(optimizer, schedule, scaler)
 
 
+@dataclass
+class _Position:
+    """Where training stands: finished epochs, steps of the current one, and that epoch's running sums (over every
+    process) so far."""
+
+    epoch: int = 0
+    step: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuples(state["python"]))
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
 def _resume(
     checkpoint: Path, model: nn.Module, opt: _Optimisation, device: torch.device
-) -> tuple[list[dict[str, float]], int]:
-    """The history and finished epochs of an interrupted attempt, with model and optimiser state restored."""
+) -> tuple[list[dict[str, float]], _Position, dict[str, Any] | None]:
+    """The history and position of an interrupted attempt (with its RNG states, where it saved them), with model and
+    optimiser state restored."""
     try:
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.optimizer.load_state_dict(state["optimizer"])
         opt.schedule.load_state_dict(state["schedule"])
+        if "scaler" in state:
+            opt.scaler.load_state_dict(state["scaler"])
     except Exception as exc:
         raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
-    return state["history"], state["epoch"]
+    model.to(device)
+    position = _Position(**state.get("position", {"epoch": state["epoch"]}))
+    return state["history"], position, state.get("rng")
 
 
 def _train_epoch(
@@ -159,11 +194,19 @@ def _train_epoch(
     teacher: nn.Module | None,
     advance: Any,
     world: World,
+    position: _Position,
+    save: Any,
 ) -> dict[str, float]:
+    """The epoch's remaining steps from `position.step`; every `checkpoint_every` steps, `save(position)`."""
     device = next(model.parameters()).device
     model.train()
-    seen, loss_sum, correct = 0, 0.0, 0
-    for step, (x, y) in enumerate(loader):
+    mine = _Position(position.epoch, position.step) if not world.is_main else position  # rank 0 holds the sums
+    seen, loss_sum, correct = mine.seen, mine.loss_sum, mine.correct
+    if position.step and hasattr(loader.sampler, "skip_next"):
+        loader.sampler.skip_next(position.step * (loader.batch_size or 1))
+        advance(position.step)
+    step = position.step
+    for x, y in loader:
         if step >= steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -178,7 +221,11 @@ def _train_epoch(
         seen += len(y)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
+        step += 1
         advance(1, status=f"loss {loss_sum / seen:.3f}")
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
+            totals = world.sum([seen, loss_sum, correct])
+            save(_Position(position.epoch, step, int(totals[0]), float(totals[1]), int(totals[2])))
     seen, loss_sum, correct = world.sum([seen, loss_sum, correct])  # over every process's share
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 
@@ -222,19 +269,29 @@ def fine_tune(
     steps_per_epoch = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
     opt = _optimisation(model, config, config.epochs * steps_per_epoch, device)
     history: list[dict[str, float]] = []
-    start_epoch = 0
+    position, rng = _Position(), None
     if resume and checkpoint.exists():
-        history, start_epoch = _resume(checkpoint, model, opt, device)
-        reporter.info(f"{label}: resuming after epoch {start_epoch}/{config.epochs}")
-    _seed(world.augmentation_seed(config.seed + start_epoch))
+        history, position, rng = _resume(checkpoint, model, opt, device)
+        where = f" and {position.step} steps" if position.step else ""
+        reporter.info(f"{label}: resuming after epoch {position.epoch}/{config.epochs}{where}")
+    _seed(world.augmentation_seed(config.seed + position.epoch))
+    if rng is not None and not world.enabled:
+        _set_rng_state(rng)  # exactly where the interrupted attempt was (augmentation in this process)
     net = world.wrap(model)
-    for epoch in range(start_epoch, config.epochs):
-        if isinstance(train_loader.sampler, DistributedSampler):
+
+    def save(at: _Position) -> None:
+        state = {"model": model.state_dict(), **opt.state(), "epoch": at.epoch, "position": asdict(at)}
+        state.update(history=history, rng=_rng_state(), config=asdict(config))
+        world.on_main(partial(_save_checkpoint, checkpoint, state), share=False)
+
+    for epoch in range(position.epoch, config.epochs):
+        if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+        at = position if position.epoch == epoch else _Position(epoch)
         with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
             record = {
                 "epoch": epoch + 1,
-                **_train_epoch(net, train_loader, steps_per_epoch, opt, config, teacher, advance, world),
+                **_train_epoch(net, train_loader, steps_per_epoch, opt, config, teacher, advance, world, at, save),
             }
         if val_loader is not None:
             record["val_accuracy"] = world.on_main(partial(_val_accuracy, model, val_loader, device))
@@ -243,8 +300,7 @@ def fine_tune(
             f"{label} epoch {epoch + 1}: loss {record['train_loss']:.3f}, train acc {record['train_accuracy']:.3f}"
             + (f", val acc {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
         )
-        state = {"model": model.state_dict(), **opt.state(), "epoch": epoch + 1, "history": history}
-        world.on_main(partial(_save_checkpoint, checkpoint, {**state, "config": asdict(config)}), share=False)
+        save(_Position(epoch + 1))
     if world.enabled:
         world.all_same(_weights_digest(model), f"the weights after {label}")
     model.cpu().eval()

@@ -1,8 +1,11 @@
+import contextlib
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from edgeprune.progress import Reporter
 from edgeprune.train import TrainConfig, fine_tune
 
 
@@ -66,3 +69,50 @@ def test_student_learns_the_teacher(tmp_path: Path) -> None:
     x = next(iter(_loader()))[0]
     with torch.no_grad():
         assert (student(x).argmax(1) == teacher(x).argmax(1)).float().mean() >= 0.75
+
+
+class _StopAfter(Reporter):
+    """Interrupts training (as Ctrl-C would) after `steps` training steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None):
+        def advance(n: int = 1, status: str | None = None) -> None:
+            if status is None:
+                return  # the bar catching up on a resume, not a step
+            self.left -= n
+            if self.left < 0:
+                raise KeyboardInterrupt
+
+        yield advance
+
+
+def test_a_resumed_fine_tune_ends_with_the_weights_of_an_uninterrupted_one(builtin_root: Path, tmp_path: Path) -> None:
+    """Real images and timm's random augmentation (workers=0): the shuffle order, the step within the epoch, the
+    optimiser, the schedule and the RNG states all come back, so the weights match to float precision."""
+    from edgeprune.data.domains import discover
+    from edgeprune.data.loaders import data_config, make_loader, train_transform
+    from edgeprune.models.loading import create_model
+    from edgeprune.models.registry import resolve_model
+
+    samples = discover(builtin_root).samples["photo"]  # 42 images: 6 batches of 8, 4 of them per epoch
+
+    def run(checkpoint: Path, reporter: Reporter | None) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = create_model(resolve_model("vit-micro"), 7, random_init=True)
+        loader = make_loader(samples, train_transform(data_config(model)), 8, shuffle=True, workers=0, seed=3)
+        config = TrainConfig(epochs=2, lr=1e-3, max_steps_per_epoch=4, checkpoint_every=1, seed=3)
+        fine_tune(model, loader, None, config, checkpoint, resume=True, reporter=reporter)
+        return model
+
+    straight = run(tmp_path / "straight.pt", None)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed.pt", _StopAfter(5))  # stopped in epoch 2, after its first step
+    position = torch.load(tmp_path / "resumed.pt", weights_only=True)["position"]
+    assert (position["epoch"], position["step"], position["seen"]) == (1, 1, 8)  # mid-epoch, not an epoch's end
+    resumed = run(tmp_path / "resumed.pt", None)
+    pairs = zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True)
+    diff = max((a - b).abs().max().item() for a, b in pairs)
+    assert diff <= 1e-6

@@ -59,6 +59,7 @@ def prune(
     lr: o.Lr = D.lr,
     baseline_lr: o.BaselineLr = D.baseline_lr,
     max_steps_per_epoch: o.MaxStepsPerEpoch = D.max_steps_per_epoch,
+    checkpoint_every: o.CheckpointEvery = D.checkpoint_every,
     workers: o.Workers = D.workers,
     classes_from: o.ClassesFrom = D.classes_from,
     evaluate: o.Evaluate = D.evaluate,

@@ -94,6 +94,15 @@ BatchSize = Annotated[
 Lr = Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")]
 BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")]
 MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
+CheckpointEvery = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Also checkpoint every N training steps, so that --resume continues mid-epoch (exactly so with "
+        "--workers 0) \\[default: at each epoch's end].",
+        show_default=False,
+    ),
+]
 Workers = Annotated[int, typer.Option(min=0, help="Data-loading worker processes (per process under torchrun).")]
 ClassesFrom = Annotated[
     str | None,

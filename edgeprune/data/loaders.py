@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from timm.data import create_transform, resolve_data_config
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from edgeprune.data.domains import Sample
 from edgeprune.data.images import open_rgb
@@ -45,6 +46,29 @@ class ImageDataset(Dataset):
         return self.transform(open_rgb(path)), label
 
 
+class ResumableSampler(Sampler[int]):
+    """A shuffle fixed by (seed, epoch) that can start part-way through an epoch: after a resume, the steps still to
+    do see the images they would have seen."""
+
+    def __init__(self, inner: DistributedSampler) -> None:
+        self.inner = inner
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """The next pass starts after the first `count` indices of the epoch's order."""
+        self._skip = count
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self._skip = self._skip, 0
+        return itertools.islice(iter(self.inner), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 def make_loader(
     samples: Sequence[Sample],
     transform: Any,
@@ -55,17 +79,19 @@ def make_loader(
     seed: int = 0,
     shard: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """`shard=(rank, processes)`: this process's share of every epoch (DistributedSampler, padded to equal shares)."""
+    """`shard=(rank, processes)`: this process's share of every epoch (DistributedSampler, padded to equal shares).
+    A shuffled loader's order is fixed by seed and epoch (`sampler.set_epoch`) and can resume part-way."""
     dataset = ImageDataset(samples, transform)
     sampler = None
-    if shard is not None:
-        rank, processes = shard
-        sampler = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle, seed=seed)
+    rank, processes = shard or (0, 1)
+    if shuffle or shard is not None:
+        inner = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle, seed=seed)
+        sampler = ResumableSampler(inner)
         seed += rank  # the workers' augmentation seeds differ between processes
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
+        shuffle=False,  # the sampler shuffles
         sampler=sampler,
         num_workers=workers,
         generator=torch.Generator().manual_seed(seed),

@@ -112,6 +112,7 @@ def train_model(
         seed=request.seed,
         distill_weight=request.distill_weight if teacher is not None else 0.0,
         distill_temperature=request.distill_temperature,
+        checkpoint_every=request.checkpoint_every,
     )
     return fine_tune(
         model,

@@ -47,7 +47,8 @@ needs_gloo = pytest.mark.skipif(
 def _torchrun(log_dir: Path, *args: object) -> dict[int, str]:
     """`edgeprune prune ARGS` in two processes; each rank's stdout + stderr."""
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)  # this checkout's edgeprune
+    # this checkout's edgeprune, on the CPU (gloo) even where a GPU would make it choose NCCL
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, CUDA_VISIBLE_DEVICES="")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += ["--log-dir", str(log_dir), "--redirects", "3", "-m", "edgeprune", "--", "prune", *map(str, args)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

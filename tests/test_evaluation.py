@@ -77,5 +77,6 @@ def test_a_new_classifier_gets_a_baseline_fine_tune_unless_told_otherwise(
     run = run_prune(tiny_request(builtin_root, **base), Workspace(tmp_path / "a"), run_name="r", reporter=notes)
     assert run.metrics("baseline").model_extra["epochs"] == 1  # as many as the pruned model gets
     assert any("classifier is new for these 7 classes" in line for line in notes.lines)
+    assert any("its classifier was made for other classes" in line for line in notes.lines)  # said, not silent
     explicit = run_prune(tiny_request(builtin_root, **{**base, "baseline_epochs": 0}), Workspace(tmp_path / "b"))
     assert explicit.metrics("baseline").model_extra["epochs"] == 0  # --baseline-epochs 0 does what it says

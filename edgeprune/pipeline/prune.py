@@ -85,6 +85,11 @@ def _baseline_stage(
         world.on_main(lambda: _reuse_baseline(run, data, request, workspace, reporter, start), share=False)
         return
     model, head_trained = initial
+    if request.checkpoint is not None and not head_trained:
+        reporter.info(
+            f"checkpoint {request.checkpoint.name}: its classifier was made for other classes; a new one for these "
+            f"{len(data.dataset.classes)} classes replaces it"
+        )
     epochs = request.baseline_epochs_for(head_trained)
     if request.baseline_epochs is None and epochs:
         reporter.info(

@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from edgeprune.progress import Reporter  # noqa: E402
+
 torch.set_num_threads(2)
 
 
@@ -118,3 +120,13 @@ def fp32_onnx(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-onnx") / "model.onnx"
     export_onnx(tiny.model, path)
     return path
+
+
+class Notes(Reporter):
+    """A reporter that keeps the pipeline's messages, for tests that check what it said."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)

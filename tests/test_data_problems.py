@@ -13,7 +13,7 @@ from edgeprune.data.domains import discover, leave_one_domain_out
 from edgeprune.data.images import open_rgb
 from edgeprune.errors import EdgepruneError
 from edgeprune.pipeline.context import load_dataset
-from edgeprune.progress import Reporter
+from tests.conftest import Notes
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -26,14 +26,6 @@ def _data_set(root: Path, domains=("photo", "sketch", "cartoon"), per_class: int
             for i in range(per_class):
                 Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(folder / f"{i}.png")
     return root
-
-
-class _Notes(Reporter):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 def test_a_domain_with_other_class_folders_is_refused_unless_classes_from_says(tmp_path: Path) -> None:
@@ -64,7 +56,7 @@ def test_an_empty_domain_is_warned_about_and_cannot_be_held_out(tmp_path: Path) 
     root = _data_set(tmp_path / "d")
     (root / "art").mkdir()  # a source domain with no class folders
     (root / "clipart" / "cat").mkdir(parents=True)  # and one whose class folder is empty
-    notes = _Notes()
+    notes = Notes()
     dataset = load_dataset(root, notes)
     assert dataset.domains == ("cartoon", "photo", "sketch") and dataset.empty_domains == ("art", "clipart")
     assert any("domain folder 'art' holds no images" in line for line in notes.lines)

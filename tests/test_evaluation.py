@@ -11,17 +11,8 @@ from safetensors.torch import save_file
 from edgeprune.models.loading import create_task_model
 from edgeprune.models.registry import resolve_model
 from edgeprune.pipeline.prune import run_prune
-from edgeprune.progress import Reporter
 from edgeprune.workspace import Workspace
-from tests.conftest import tiny_request
-
-
-class _Notes(Reporter):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
+from tests.conftest import Notes, tiny_request
 
 
 def _metrics(run) -> dict:
@@ -38,7 +29,7 @@ def test_no_eval_skips_accuracy_but_reports_the_pruning(builtin_root: Path, tmp_
 
 
 def test_an_untrained_random_model_is_not_evaluated(builtin_root: Path, tmp_path: Path) -> None:
-    notes = _Notes()
+    notes = Notes()
     request = tiny_request(builtin_root, baseline_epochs=0, epochs=1)
     metrics = _metrics(run_prune(request, Workspace(tmp_path), run_name="r", reporter=notes))
     assert "chance" in metrics["baseline"].not_evaluated and "chance" in metrics["pruned"].not_evaluated
@@ -73,7 +64,7 @@ def test_a_new_classifier_gets_a_baseline_fine_tune_unless_told_otherwise(
 ) -> None:
     other = _checkpoint_with_another_head(tiny, tmp_path / "five-classes.safetensors")
     base = dict(random_init=False, checkpoint=other, baseline_epochs=None, epochs=1, lr=1e-4, eval_images=16)
-    notes = _Notes()
+    notes = Notes()
     run = run_prune(tiny_request(builtin_root, **base), Workspace(tmp_path / "a"), run_name="r", reporter=notes)
     assert run.metrics("baseline").model_extra["epochs"] == 1  # as many as the pruned model gets
     assert any("classifier is new for these 7 classes" in line for line in notes.lines)

@@ -18,6 +18,7 @@ from edgeprune.pipeline.context import complete_run
 from edgeprune.progress import Reporter
 from edgeprune.runlock import RunBusy, holding, is_held
 from edgeprune.workspace import Run, Workspace
+from tests.conftest import Notes
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are locked with fcntl (POSIX only)")
 
@@ -94,20 +95,12 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
     assert not is_held(run.dir)
 
 
-class _Notes(Reporter):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
-
-
 def test_export_and_bench_fall_back_to_the_latest_complete_run(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path)
     _make_run(workspace, "old", "complete", finished="2026-01-01T00:00:00+00:00")
     _make_run(workspace, "newer", "complete", finished="2026-01-02T00:00:00+00:00")
     _make_run(workspace, "killed", "running")  # the latest run, killed: nobody holds its lock
-    notes = _Notes()
+    notes = Notes()
     assert complete_run(workspace, None, notes).name == "newer"
     assert "the latest run 'killed' is interrupted: using the latest complete run 'newer'" in notes.lines[0]
     with pytest.raises(EdgepruneError, match=r"'killed' was interrupted .*`edgeprune prune --run killed --resume`"):

@@ -2,6 +2,6 @@
 edgeprune.pipeline; what is printed is in `render`."""
 
 from edgeprune.cli import engines, info, prune, sweep  # noqa: F401  (each registers its commands)
-from edgeprune.cli.app import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_INTERRUPTED, app
+from edgeprune.cli.app import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_SOME_FAILED, app
 
-__all__ = ["EXIT_ERROR", "EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "app"]
+__all__ = ["EXIT_ERROR", "EXIT_GATE_FAILED", "EXIT_INTERRUPTED", "EXIT_SOME_FAILED", "app"]

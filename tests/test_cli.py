@@ -45,7 +45,7 @@ def test_prune_rejects_bad_data(tmp_path: Path, builtin_root: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     common = ["prune", "--workspace", tmp_path / "ws", "--model", "vit-micro", "--random-init"]
-    assert_user_error(invoke(*common, "--data", empty), "no domains")
+    assert_user_error(invoke(*common, "--data", empty), "no images (.jpg, .png, ...) in")
     assert_user_error(
         invoke(*common, "--data", builtin_root, "--target-domain", "clipart"), "unknown --target-domain 'clipart'"
     )

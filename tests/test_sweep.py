@@ -174,12 +174,16 @@ def test_a_cell_that_fails_because_of_an_interrupt_is_resumed_not_failed(swept_c
         def run(self, cells, fn, on_start=None):
             return super().run(cells, failing_after_sigint, on_start)
 
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, workspace, executor=_Executor(), retry_failed=True)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (nohup would ignore it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(spec, workspace, executor=_Executor(), retry_failed=True)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert started == FAILING[:1]  # stopped after the first
     statuses = {c.name: c.status for c in read_sweep(workspace, NAME).cells}
     assert statuses[FAILING[0]] == "pending" and statuses[FAILING[1]] == "failed"  # as before the run
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
 def _spec_values(data: Path) -> dict[str, object]:

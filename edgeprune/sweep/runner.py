@@ -102,7 +102,8 @@ class InterruptWatch:
         signal.default_int_handler(signum, frame)
 
     def __enter__(self) -> InterruptWatch:
-        if threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

@@ -172,6 +172,7 @@ class BenchRequest:
     min_agreement: float | None = None  # default: by precision (fp32 0.99, fp16 0.98, int8 0.97)
     max_engine_drop: float = 0.01
     max_drop: float | None = None  # default: the profile's max_accuracy_drop, else not checked
+    explain: bool = True  # onnxruntime CPU targets: a per-part and per-op latency breakdown in the report
 
     def validate(self) -> None:
         for name in ("batch", "threads", "max_images"):

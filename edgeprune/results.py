@@ -179,6 +179,27 @@ class GateVerdict(Result):
     thresholds: dict[str, float | None]
 
 
+class PartTiming(Result):
+    """One row of a latency breakdown: a part of the model (or an op type), baseline vs pruned."""
+
+    name: str
+    baseline_ms: float
+    pruned_ms: float
+    baseline_macs: int | None = None  # parts only
+    pruned_macs: int | None = None
+
+
+class LatencyBreakdown(Result):
+    """Where the time goes, baseline vs pruned (`bench.breakdown`)."""
+
+    source: str
+    runs: int
+    batch: int
+    threads: int | None
+    by_part: list[PartTiming]
+    by_op: list[PartTiming]
+
+
 class BenchReport(Result):
     """bench/<target>-<domain>.json."""
 
@@ -208,6 +229,7 @@ class BenchReport(Result):
     device: dict[str, Any]
     measured: str
     gate: GateVerdict | None = None
+    breakdown: LatencyBreakdown | None = None  # onnxruntime CPU targets; None elsewhere and in older reports
 
     @property
     def passed(self) -> bool:

@@ -134,6 +134,14 @@ def test_bench_report(run_copy) -> None:
     returned = returned.to_json() if hasattr(returned, "to_json") else returned  # a typed report, or its dict
     assert returned["accuracy"] == report["accuracy"] and returned["gate"] == report["gate"]
     assert "| MACs / image |" in (run.stage("bench") / "report.md").read_text()
+    breakdown = report["breakdown"]  # onnxruntime's profiler on both engines, per part and per op type
+    parts = {row["name"]: row for row in breakdown["by_part"]}
+    assert {"embedding", "head", "block 0 attention", "block 0 MLP"} <= set(parts)
+    assert all(row["baseline_ms"] > 0 for row in parts.values() if row["name"] != "other")
+    mlp = parts["block 0 MLP"]
+    assert mlp["pruned_macs"] < mlp["baseline_macs"]
+    assert {"MatMul", "Softmax"} <= {row["name"] for row in breakdown["by_op"]}
+    assert "## Where the time goes" in (run.stage("bench") / "report.md").read_text()
 
 
 def test_bench_on_a_source_domain_says_so(run_copy) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeprune.results import BenchReport, GateVerdict
+from edgeprune.results import BenchReport, GateVerdict, LatencyBreakdown, PartTiming
 
 
 @dataclass(frozen=True)
@@ -96,5 +96,66 @@ def to_markdown(report: BenchReport) -> str:
         f"Gate: {'PASSED' if report.passed else 'FAILED'}",
         *[f"- {r}" for r in (gate.reasons if gate else [])],
         "",
+        *(breakdown_markdown(report.breakdown) if report.breakdown else []),
     ]
     return "\n".join(lines)
+
+
+def _ratio(before: float | None, after: float | None, form: str = ".2f") -> str:
+    if not before or not after:
+        return "-"
+    return f"{before / after:{form}}x"
+
+
+def _over_macs(row: PartTiming) -> str:
+    """How much of the MACs saving the part turned into time: latency ratio over MACs ratio (1 = all of it)."""
+    if not (row.baseline_macs and row.pruned_macs and row.pruned_ms and row.baseline_ms):
+        return "-"
+    return f"{(row.baseline_ms / row.pruned_ms) / (row.baseline_macs / row.pruned_macs):.2f}"
+
+
+def part_rows(breakdown: LatencyBreakdown) -> list[tuple[str, ...]]:
+    """(part, baseline ms, pruned ms, speed-up, MACs ratio, time / MACs) per part, for the terminal."""
+    return [
+        (r.name, f"{r.baseline_ms:.3f}", f"{r.pruned_ms:.3f}", _ratio(r.baseline_ms, r.pruned_ms),
+         _ratio(r.baseline_macs, r.pruned_macs), _over_macs(r))
+        for r in breakdown.by_part
+    ]  # fmt: skip
+
+
+def breakdown_markdown(breakdown: LatencyBreakdown) -> list[str]:
+    """Two tables: per part of the model (time, MACs, and how much of the MACs cut became time), per op type."""
+    total_base = sum(r.baseline_ms for r in breakdown.by_part)
+    total = sum(r.pruned_ms for r in breakdown.by_part)
+    lines = [
+        "## Where the time goes",
+        "",
+        f"{breakdown.source}, {breakdown.runs} runs, batch {breakdown.batch}, {breakdown.threads or 'all'} threads. "
+        "Kernel times leave out the executor's overhead between nodes, so they add up to less than the p50 "
+        "above. *Time / MACs* is the latency ratio over the MACs ratio: 1.00 means the part sped up as much as "
+        "its MACs fell; far below 1, the part is bound by something else (memory, per-node overhead, "
+        "fixed-size work such as softmax over tokens).",
+        "",
+        "| part | baseline ms | pruned ms | share of pruned | speed-up | MACs baseline | MACs pruned | MACs ratio "
+        "| time / MACs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in breakdown.by_part:
+        share = f"{r.pruned_ms / total:.0%}" if total else "-"
+        macs = [f"{m / 1e6:.2f} M" if m else "-" for m in (r.baseline_macs, r.pruned_macs)]
+        lines.append(
+            f"| {r.name} | {r.baseline_ms:.3f} | {r.pruned_ms:.3f} | {share} | {_ratio(r.baseline_ms, r.pruned_ms)} "
+            f"| {macs[0]} | {macs[1]} | {_ratio(r.baseline_macs, r.pruned_macs)} | {_over_macs(r)} |"
+        )
+    lines += [
+        f"| **all parts** | {total_base:.3f} | {total:.3f} | 100% | {_ratio(total_base, total)} | | | | |",
+        "",
+        "| op type | baseline ms | pruned ms | speed-up |",
+        "|---|---|---|---|",
+        *[
+            f"| {r.name} | {r.baseline_ms:.3f} | {r.pruned_ms:.3f} | {_ratio(r.baseline_ms, r.pruned_ms)} |"
+            for r in breakdown.by_op
+        ],
+        "",
+    ]
+    return lines

@@ -158,6 +158,14 @@ def bench(
     min_agreement: MinAgreementOpt = _B.min_agreement,
     max_engine_drop: Annotated[float, typer.Option(help="Gate: engine accuracy below torch's.")] = _B.max_engine_drop,
     max_drop: MaxDropOpt = _B.max_drop,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain/--no-explain",
+            help="onnxruntime CPU targets: profile both engines and write where the time goes (per part of the "
+            "model with its MACs, per op type) into the report.",
+        ),
+    ] = _B.explain,
     run: RunOpt = None,
     data: DataOpt = _B.data,
     json_out: JsonOpt = False,
@@ -183,7 +191,7 @@ def bench(
     targets = _split_targets(target)
     request = BenchRequest(
         targets[0] if len(targets) == 1 else None, domain, data, batch, threads, warmup, iterations, max_images,
-        profile, min_agreement, max_engine_drop, max_drop,
+        profile, min_agreement, max_engine_drop, max_drop, explain,
     )  # fmt: skip
     if len(targets) <= 1 and targets != [ALL]:
         result, report = run_bench(workspace_at(workspace), request, run, reporter())

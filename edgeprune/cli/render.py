@@ -94,9 +94,13 @@ def print_export(
 
 
 def print_bench(console: Console, report: BenchReport, path: Path) -> None:
-    from edgeprune.bench.report import describe_setting, report_rows
+    from edgeprune.bench.report import describe_setting, part_rows, report_rows
 
     print_table(console, _table(describe_setting(report), ("", "baseline", "pruned"), report_rows(report), right=True))
+    if report.breakdown:
+        columns = ("part", "baseline ms", "pruned ms", "speed-up", "MACs ratio", "time / MACs")
+        title = f"where the time goes ({report.breakdown.source})"
+        print_table(console, _table(title, columns, part_rows(report.breakdown), right=True))
     if report.passed:
         console.print("[bold green]gate passed[/]")
     else:

@@ -6,9 +6,11 @@ import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from edgeprune.bench.accuracy import runner_predictions
+from edgeprune.bench.breakdown import latency_breakdown
 from edgeprune.bench.latency import measure_latency
 from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.data.domains import Sample
@@ -23,7 +25,7 @@ from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.requests import BenchRequest
-from edgeprune.results import BenchReport, BenchTable, BuildRecord, TargetBench
+from edgeprune.results import BenchReport, BenchTable, BuildRecord, LatencyBreakdown, TargetBench
 from edgeprune.targets import ALL_TARGETS, DEFAULT_TARGET, Target, resolve_target
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import BUILD_FILE, Run, Workspace, atomic_write_text, file_sha256, utc_now
@@ -149,8 +151,7 @@ def _engine_runs(
     engine_batch = min(64, s.built_for.batch.max) if limits else 64
     fixed = engine_batch if limits and s.built_for.batch.min == s.built_for.batch.max else None
     engine_loader = eval_loader(model, s.samples, batch_size=engine_batch)
-    latency_samples = [s.samples[i % len(s.samples)] for i in range(s.batch)]
-    batch = next(iter(eval_loader(model, latency_samples, batch_size=s.batch)))[0].numpy()
+    batch = _latency_batch(model, s)
     preds, latency = {}, {}
     with contextlib.ExitStack() as stack:  # every runner is closed, whatever happens
         runners = {
@@ -173,6 +174,23 @@ def _engine_runs(
 
 def _percentiles(latency: dict[str, float]) -> dict[str, float]:
     return {k: latency[k] for k in PERCENTILES}
+
+
+def _latency_batch(model: nn.Module, s: _Setting) -> np.ndarray:
+    """The batch every latency is measured on: the domain's first images, repeated up to the batch size."""
+    latency_samples = [s.samples[i % len(s.samples)] for i in range(s.batch)]
+    return next(iter(eval_loader(model, latency_samples, batch_size=s.batch)))[0].numpy()
+
+
+def _breakdown(s: _Setting, request: BenchRequest, models: dict[str, nn.Module]) -> LatencyBreakdown | None:
+    """Per part and per op type, baseline vs pruned: onnxruntime CPU engines only (the profiler of this process;
+    TensorRT's comes from trtexec --dumpProfile in the bundle's build.sh)."""
+    if not request.explain or s.target.backend != "onnxruntime" or s.target.provider is not None:
+        return None
+    batch = _latency_batch(models["finetuned"], s)
+    return latency_breakdown(
+        s.engines, {"baseline": models["baseline"], "pruned": models["finetuned"]}, batch, s.threads
+    )
 
 
 def _report(
@@ -228,6 +246,8 @@ def run_bench(
         preds = _torch_predictions(run, setting, models, reporter)
         engine_preds, latency = _engine_runs(run, setting, models["finetuned"], request, reporter)
         report = _report(run, setting, request, {**preds, **engine_preds}, latency, models)
+        with reporter.task("latency breakdown (onnxruntime profiler)", None):
+            report.breakdown = _breakdown(setting, request, models)
         report.write(run.bench_path(setting.target.name, setting.domain))
         atomic_write_text(run.bench_path(setting.target.name, setting.domain, ".md"), to_markdown(report))
         atomic_write_text(run.stage("bench") / "report.md", "\n".join(to_markdown(r) for r in run.bench_reports()))

@@ -1,0 +1,200 @@
+"""Where an engine's time goes, part by part: onnxruntime's profiler on the engine and torch's FLOP counter on the
+model, so that a report can show which parts of a pruned model sped up, which did not, and by how much per MAC.
+
+Parts follow the model's modules: `embedding` (patch embedding, position embedding), `block N attention`
+(qkv, the attention products, softmax, projection), `block N MLP`, `block N other` (norms, residual adds), `head`
+(final norm, pooling, classifier); what onnxruntime renamed beyond recognition is `other`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgeprune.models.attention import unfused_attention
+from edgeprune.prune.counting import input_size
+from edgeprune.results import LatencyBreakdown, PartTiming
+
+_BLOCK = re.compile(r"blocks\.(\d+)[./](attn|mlp)?")
+_EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "pos_drop", "rel_pos")
+_HEAD = ("head", "fc_norm", "norm", "pool", "reducemean")
+
+
+def part_of(name: str) -> str:
+    """The part of the model an ONNX node or torch module name belongs to."""
+    block = _BLOCK.search(name)
+    if block:
+        kind = {"attn": "attention", "mlp": "MLP"}.get(block.group(2) or "", "other")
+        return f"block {int(block.group(1))} {kind}"
+    words = [w for w in re.split(r"[/.]", name.lower()) if w]
+    if any(w.startswith(_EMBEDDING) for w in words):
+        return "embedding"
+    if words and words[0] in ("add", "concat", "expand", "gather", "slice", "unsqueeze"):
+        return "embedding"  # the position embedding's add and the class token's concat sit at the top level
+    if any(w.startswith(_HEAD) for w in words):
+        return "head"
+    return "other"
+
+
+def part_order(part: str) -> tuple[int, int, int]:
+    block = re.match(r"block (\d+) (.*)", part)
+    if block:
+        return (1, int(block.group(1)), ("attention", "MLP", "other").index(block.group(2)))
+    return ({"embedding": 0, "head": 2}.get(part, 3), 0, 0)
+
+
+@torch.no_grad()
+def macs_by_part(model: nn.Module) -> dict[str, int]:
+    """MACs of one image per part (attention and MLP of every block, embedding, head)."""
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, unfused_attention(model):
+        model(torch.zeros(1, 3, *input_size(model), device=next(model.parameters()).device))
+    model.train(was_training)
+    macs: dict[str, int] = defaultdict(int)
+    for module, counts in counter.get_flop_counts().items():
+        path = module.split(".")[1:]  # drop the root's class name
+        leaf = ".".join(path)
+        if path and (re.fullmatch(r"blocks\.\d+\.(attn|mlp)", leaf) or leaf in ("patch_embed", "head")):
+            macs[part_of(leaf)] += sum(counts.values()) // 2
+    return dict(macs)
+
+
+def profile_onnx(
+    path: Path, batch: np.ndarray, threads: int | None, runs: int = 20, warmup: int = 5, optimization: str = "all"
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(ms per op type, ms per part) of one inference on `batch`: onnxruntime's profiler on the CPU provider,
+    each node's kernel time summed per run, averaged over the middle half of `runs` runs after `warmup`."""
+    import onnxruntime as ort
+
+    from edgeprune.export.runners import session_options
+
+    with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as folder:
+        optimized = Path(folder) / "optimized.onnx"
+        options = session_options(threads, optimization, optimized_model_path=optimized)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+        parts = node_parts(optimized)
+    return _per_run_times(events, warmup, parts)
+
+
+def node_parts(optimized: Path) -> dict[str, str]:
+    """The part of every node of onnxruntime's optimised graph. A node that a fusion renamed (`BiasGelu_token_97`)
+    belongs where the tensors it reads were made: its part is that of its inputs' producers."""
+    import onnx
+
+    graph = onnx.load(str(optimized), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    parts: dict[str, str] = {}
+
+    def resolve(node: onnx.NodeProto, depth: int = 0) -> str:
+        if node.name in parts:
+            return parts[node.name]
+        part = part_of(node.name)
+        if part == "other" and depth < 8:
+            for name in node.input:
+                source = producer.get(name)
+                guess = resolve(source, depth + 1) if source is not None else part_of(name)
+                if guess != "other":
+                    part = guess
+                    break
+        parts[node.name] = part
+        return part
+
+    for node in graph.node:
+        resolve(node)
+    return parts
+
+
+def _per_run_times(
+    events: list[dict], warmup: int, parts: dict[str, str] | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[warmup:]
+    per_run_op: list[dict[str, float]] = [defaultdict(float) for _ in windows]
+    per_run_part: list[dict[str, float]] = [defaultdict(float) for _ in windows]
+    starts = [w[0] for w in windows]
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        index = _window_of(event["ts"], starts, windows)
+        if index is None:
+            continue
+        ms = event["dur"] / 1e3
+        per_run_op[index][event.get("args", {}).get("op_name", "?")] += ms
+        node = event["name"].removesuffix("_kernel_time")
+        per_run_part[index][(parts or {}).get(node) or part_of(node)] += ms
+    middle = _middle_runs([sum(run.values()) for run in per_run_op])
+    return _mean_over(per_run_op, middle), _mean_over(per_run_part, middle)
+
+
+def _window_of(ts: float, starts: list[float], windows: list[tuple[float, float]]) -> int | None:
+    import bisect
+
+    index = bisect.bisect_right(starts, ts) - 1
+    if index >= 0 and ts <= windows[index][1]:
+        return index
+    return None
+
+
+def _middle_runs(totals: list[float]) -> list[int]:
+    """The runs of the middle half by total kernel time (at least one): robust to a noisy machine, and the same
+    runs for every table, so that per op type and per part add up to the same total."""
+    order = sorted(range(len(totals)), key=totals.__getitem__)
+    quarter = len(order) // 4
+    return order[quarter : len(order) - quarter] or order
+
+
+def _mean_over(per_run: list[dict[str, float]], runs: list[int]) -> dict[str, float]:
+    keys = {k for i in runs for k in per_run[i]}
+    return {k: statistics.fmean(per_run[i].get(k, 0.0) for i in runs) for k in keys}
+
+
+def latency_breakdown(
+    engines: dict[str, Path],
+    models: dict[str, nn.Module],
+    batch: np.ndarray,
+    threads: int | None,
+    runs: int = 20,
+) -> LatencyBreakdown:
+    """Baseline vs pruned, per op type and per part, from the two ONNX engines (`engines["baseline"]`,
+    `engines["model"]`) and the two torch models (`models["baseline"]`, `models["pruned"]`)."""
+    base_ops, base_parts = profile_onnx(engines["baseline"], batch, threads, runs)
+    ops, parts = profile_onnx(engines["model"], batch, threads, runs)
+    base_macs, macs = macs_by_part(models["baseline"]), macs_by_part(models["pruned"])
+    by_part = [
+        PartTiming(
+            name=name,
+            baseline_ms=base_parts.get(name, 0.0),
+            pruned_ms=parts.get(name, 0.0),
+            baseline_macs=base_macs.get(name),
+            pruned_macs=macs.get(name),
+        )
+        for name in sorted(set(base_parts) | set(parts), key=part_order)
+    ]
+    by_op = [
+        PartTiming(name=name, baseline_ms=base_ops.get(name, 0.0), pruned_ms=ops.get(name, 0.0))
+        for name in sorted(set(base_ops) | set(ops), key=lambda n: -base_ops.get(n, 0.0))
+    ]
+    return LatencyBreakdown(
+        source="onnxruntime profiler (CPU provider), kernel time per inference, mean of the middle half of runs",
+        runs=runs,
+        batch=int(batch.shape[0]),
+        threads=threads,
+        by_part=by_part,
+        by_op=by_op,
+    )

@@ -56,3 +56,27 @@ def test_macs_by_part_add_up_to_the_model() -> None:
     assert set(macs) == {"embedding", "head", *(f"block {i} {k}" for i in range(4) for k in ("attention", "MLP"))}
     assert sum(macs.values()) == count_macs(model)
     assert macs["block 0 MLP"] == 2 * 64 * 96 * 384  # fc1 and fc2 on 64 tokens
+
+
+def test_trt_profiles_are_read_per_part(tmp_path) -> None:
+    import json
+
+    from edgeprune.bench.breakdown import read_trt_profile, trt_latency_breakdown, trt_profile_path
+
+    engines = {"baseline": tmp_path / "baseline.engine", "model": tmp_path / "model.engine"}
+    model = create_model(resolve_model("vit-micro"), 7, random_init=True)
+    assert trt_latency_breakdown(engines, {"baseline": model, "pruned": model}) is None  # no profiles yet
+    layers = [
+        {"count": 50},
+        {"name": "/patch_embed/proj/Conv", "timeMs": 5.0, "averageMs": 0.1, "percentage": 10},
+        {"name": "/blocks/blocks.0/attn/qkv/MatMul + /blocks/blocks.0/attn/qkv/Add", "averageMs": 0.3},
+        {"name": "{ForeignNode[/blocks/blocks.0/mlp/fc1/MatMul.../blocks/blocks.1/mlp/fc2/Add]}", "averageMs": 0.5},
+        {"name": "Reformatting CopyNode for Input Tensor 0 to /head/Gemm", "averageMs": 0.01},
+    ]
+    for engine in engines.values():
+        trt_profile_path(engine).write_text(json.dumps(layers))
+    parts = read_trt_profile(trt_profile_path(engines["model"]))
+    assert parts == {"embedding": 0.1, "block 0 attention": 0.3, "block 0 MLP": 0.5, "head": 0.01}
+    breakdown = trt_latency_breakdown(engines, {"baseline": model, "pruned": model})
+    assert [r.name for r in breakdown.by_part] == ["embedding", "block 0 attention", "block 0 MLP", "head"]
+    assert breakdown.by_part[2].baseline_macs == 2 * 64 * 96 * 384 and breakdown.by_op == []

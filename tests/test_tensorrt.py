@@ -36,6 +36,7 @@ needs_tensorrt = pytest.mark.skipif(
     not tensorrt_available(), reason="TensorRT is not installed (it needs an NVIDIA GPU and NVIDIA's libraries)"
 )
 SHAPES = "--minShapes=input:1x3x64x64 --optShapes=input:1x3x64x64 --maxShapes=input:4x3x64x64"
+OPT = "1x3x64x64"  # the profile's opt batch
 
 
 @pytest.fixture
@@ -156,6 +157,7 @@ def test_bundle_for_jetson_orin_nano_fp16(fp32_onnx: Path, tiny: TinyVit, tmp_pa
     assert script.startswith("#!/usr/bin/env bash") and (folder / "build.sh").stat().st_mode & 0o111
     assert "--fp16" in script and "--stronglyTyped" not in script and "--int8" not in script
     assert "--useDLACore" not in script and "10.3 to 10.99" in script
+    assert f"--loadEngine=model.engine --shapes=input:{OPT} --iterations=50 --dumpProfile" in script  # per layer
 
     (folder / "model.onnx").write_bytes(b"tampered")
     assert verify_bundle(folder) == ["model.onnx"]
@@ -208,7 +210,11 @@ def test_bundle_refusals(fp32_onnx: Path, tmp_path: Path) -> None:
 
 FAKE_TRTEXEC = """#!/usr/bin/env bash
 echo "&&&& RUNNING TensorRT.trtexec [TensorRT v{code}] [b1] # trtexec $*"
-if [ "$1" != "--help" ]; then printf '%s\\n' "$@" > "$(dirname "$0")/args.txt"; fi
+case "$1" in
+  --help) ;;
+  --loadEngine=*) printf '%s\\n' "$@" > "$(dirname "$0")/profile-args.txt" ;;
+  *) printf '%s\\n' "$@" > "$(dirname "$0")/args.txt" ;;
+esac
 """
 
 
@@ -246,6 +252,12 @@ def test_build_script_runs_the_command_for_the_installed_tensorrt(
     assert args[0] == "--onnx=model.int8.onnx" and args[-1] == "--timingCacheFile=timing.cache"
     assert all(flag in args for flag in expected)
     assert ("--stronglyTyped" in args) == code.startswith("11") and ("--int8" in args) == code.startswith("10")
+    # then a per-layer profile of the engine, which bench reads (a DLA engine has one shape: no --shapes)
+    profiling = (fake.parent / "profile-args.txt").read_text().split()
+    assert profiling[0] == "--loadEngine=model.engine" and "--exportProfile=model.engine.profile.json" in profiling
+    assert {"--dumpProfile", "--separateProfileRun"} <= set(profiling) and not any(
+        a.startswith("--shapes") for a in profiling
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

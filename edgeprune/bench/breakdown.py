@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from edgeprune.errors import EdgepruneError
 from edgeprune.models.attention import unfused_attention
 from edgeprune.prune.counting import input_size
 from edgeprune.results import LatencyBreakdown, PartTiming
@@ -164,6 +165,60 @@ def _mean_over(per_run: list[dict[str, float]], runs: list[int]) -> dict[str, fl
     return {k: statistics.fmean(per_run[i].get(k, 0.0) for i in runs) for k in keys}
 
 
+TRT_PROFILE_SUFFIX = ".profile.json"  # next to an engine: `trtexec --exportProfile` (the bundle's build.sh)
+
+
+def trt_profile_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + TRT_PROFILE_SUFFIX)
+
+
+def read_trt_profile(path: Path) -> dict[str, float]:
+    """ms per part of one inference from `trtexec --exportProfile`: a list holding `{"count": N}`, then one
+    `{"name", "timeMs", "averageMs", ...}` per layer. A fused layer ("A + B", "{ForeignNode[A...B]}") counts
+    for the part of the first node it names."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgepruneError(f"cannot read the TensorRT profile {path}: {exc}") from None
+    parts: dict[str, float] = defaultdict(float)
+    for row in rows:
+        if not isinstance(row, dict) or "name" not in row:
+            continue
+        first = re.split(r" \+ |\.\.\.", row["name"].removeprefix("{ForeignNode[").rstrip("]}"))[0]
+        parts[part_of(first)] += float(row.get("averageMs", 0.0))
+    return dict(parts)
+
+
+def trt_latency_breakdown(engines: dict[str, Path], models: dict[str, nn.Module]) -> LatencyBreakdown | None:
+    """The same table for TensorRT engines, from the profiles build.sh wrote beside them (None where absent)."""
+    profiles = {name: trt_profile_path(engine) for name, engine in engines.items()}
+    if not all(profiles[k].is_file() for k in ("baseline", "model")):
+        return None
+    base_parts, parts = read_trt_profile(profiles["baseline"]), read_trt_profile(profiles["model"])
+    return LatencyBreakdown(
+        source="trtexec --exportProfile (TensorRT, build.sh), average ms per layer",
+        runs=50,
+        batch=0,
+        threads=None,
+        by_part=_part_rows(base_parts, parts, models),
+        by_op=[],
+    )
+
+
+def _part_rows(base_parts: dict[str, float], parts: dict[str, float], models: dict[str, nn.Module]) -> list[PartTiming]:
+    base_macs, macs = macs_by_part(models["baseline"]), macs_by_part(models["pruned"])
+    return [
+        PartTiming(
+            name=name,
+            baseline_ms=base_parts.get(name, 0.0),
+            pruned_ms=parts.get(name, 0.0),
+            baseline_macs=base_macs.get(name),
+            pruned_macs=macs.get(name),
+        )
+        for name in sorted(set(base_parts) | set(parts), key=part_order)
+    ]
+
+
 def latency_breakdown(
     engines: dict[str, Path],
     models: dict[str, nn.Module],
@@ -175,17 +230,7 @@ def latency_breakdown(
     `engines["model"]`) and the two torch models (`models["baseline"]`, `models["pruned"]`)."""
     base_ops, base_parts = profile_onnx(engines["baseline"], batch, threads, runs)
     ops, parts = profile_onnx(engines["model"], batch, threads, runs)
-    base_macs, macs = macs_by_part(models["baseline"]), macs_by_part(models["pruned"])
-    by_part = [
-        PartTiming(
-            name=name,
-            baseline_ms=base_parts.get(name, 0.0),
-            pruned_ms=parts.get(name, 0.0),
-            baseline_macs=base_macs.get(name),
-            pruned_macs=macs.get(name),
-        )
-        for name in sorted(set(base_parts) | set(parts), key=part_order)
-    ]
+    by_part = _part_rows(base_parts, parts, models)
     by_op = [
         PartTiming(name=name, baseline_ms=base_ops.get(name, 0.0), pruned_ms=ops.get(name, 0.0))
         for name in sorted(set(base_ops) | set(ops), key=lambda n: -base_ops.get(n, 0.0))

@@ -130,8 +130,9 @@ def breakdown_markdown(breakdown: LatencyBreakdown) -> list[str]:
     lines = [
         "## Where the time goes",
         "",
-        f"{breakdown.source}, {breakdown.runs} runs, batch {breakdown.batch}, {breakdown.threads or 'all'} threads. "
-        "Kernel times leave out the executor's overhead between nodes, so they add up to less than the p50 "
+        f"{breakdown.source}, {breakdown.runs} runs"
+        + (f", batch {breakdown.batch}, {breakdown.threads or 'all'} threads. " if breakdown.batch else ". ")
+        + "Kernel times leave out the executor's overhead between nodes, so they add up to less than the p50 "
         "above. *Time / MACs* is the latency ratio over the MACs ratio: 1.00 means the part sped up as much as "
         "its MACs fell; far below 1, the part is bound by something else (memory, per-node overhead, "
         "fixed-size work such as softmax over tokens).",
@@ -150,12 +151,15 @@ def breakdown_markdown(breakdown: LatencyBreakdown) -> list[str]:
     lines += [
         f"| **all parts** | {total_base:.3f} | {total:.3f} | 100% | {_ratio(total_base, total)} | | | | |",
         "",
-        "| op type | baseline ms | pruned ms | speed-up |",
-        "|---|---|---|---|",
-        *[
-            f"| {r.name} | {r.baseline_ms:.3f} | {r.pruned_ms:.3f} | {_ratio(r.baseline_ms, r.pruned_ms)} |"
-            for r in breakdown.by_op
-        ],
-        "",
     ]
+    if breakdown.by_op:
+        lines += [
+            "| op type | baseline ms | pruned ms | speed-up |",
+            "|---|---|---|---|",
+            *[
+                f"| {r.name} | {r.baseline_ms:.3f} | {r.pruned_ms:.3f} | {_ratio(r.baseline_ms, r.pruned_ms)} |"
+                for r in breakdown.by_op
+            ],
+            "",
+        ]
     return lines

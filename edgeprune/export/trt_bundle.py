@@ -103,8 +103,15 @@ def _command_lines(commands: dict[int, list[str]]) -> list[str]:
     return [f'if [ "$major" -ge {newer} ]; then', *command(newer, "  "), "else", *command(older, "  "), "fi"]
 
 
-def build_script(profile: Profile, target: str, commands: dict[int, list[str]]) -> str:
-    """build.sh for a bundle of `target` built with `commands` (one trtexec argument list per TensorRT major)."""
+def _profile_shape(plans: dict[int, BuildPlan]) -> str | None:
+    """The opt shape the profiling run uses (`input:BxCxHxW`), or None when the engine takes one shape only."""
+    low, opt, high = next(iter(plans.values())).input_shapes
+    return None if low == high else f"{INPUT_NAME}:{'x'.join(str(d) for d in opt)}"
+
+
+def build_script(profile: Profile, target: str, commands: dict[int, list[str]], opt_shape: str | None = None) -> str:
+    """build.sh for a bundle of `target` built with `commands` (one trtexec argument list per TensorRT major); after
+    the build it profiles the engine per layer at `opt_shape` (`input:1x3x224x224`; None for a fixed-shape engine)."""
     assert profile.tensorrt is not None
     trt = profile.tensorrt
     text = (resources.files("edgeprune.export") / "templates" / TEMPLATE).read_text(encoding="utf-8")
@@ -118,6 +125,7 @@ def build_script(profile: Profile, target: str, commands: dict[int, list[str]]) 
         version_hi=_version_code(trt.version_max, upper=True),
         commands="\n".join(_command_lines(commands)),
         engine=ENGINE_FILE,
+        profile_shapes=f"--shapes={shlex.quote(opt_shape)} " if opt_shape else "",
     )
 
 
@@ -196,7 +204,7 @@ def write_bundle(
     with atomic_dir(folder) as tmp:
         details = _write_models(tmp, onnx_path, spec, calibration)
         _write_profile(tmp, profile)
-        atomic_write_text(tmp / "build.sh", build_script(profile, spec.name, commands))
+        atomic_write_text(tmp / "build.sh", build_script(profile, spec.name, commands, _profile_shape(plans)))
         (tmp / "build.sh").chmod(0o755)
         hashes = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         atomic_write_text(tmp / "SHA256SUMS", "".join(f"{h}  {name}\n" for name, h in hashes.items()))

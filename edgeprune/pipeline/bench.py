@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from edgeprune.bench.accuracy import runner_predictions
-from edgeprune.bench.breakdown import latency_breakdown
+from edgeprune.bench.breakdown import latency_breakdown, trt_latency_breakdown
 from edgeprune.bench.latency import measure_latency
 from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.data.domains import Sample
@@ -183,14 +183,17 @@ def _latency_batch(model: nn.Module, s: _Setting) -> np.ndarray:
 
 
 def _breakdown(s: _Setting, request: BenchRequest, models: dict[str, nn.Module]) -> LatencyBreakdown | None:
-    """Per part and per op type, baseline vs pruned: onnxruntime CPU engines only (the profiler of this process;
-    TensorRT's comes from trtexec --dumpProfile in the bundle's build.sh)."""
-    if not request.explain or s.target.backend != "onnxruntime" or s.target.provider is not None:
+    """Per part and per op type, baseline vs pruned: onnxruntime's profiler on CPU engines; for TensorRT engines the
+    per-layer profiles that the bundle's build.sh wrote beside them (`trtexec --exportProfile`), where present."""
+    if not request.explain:
+        return None
+    pair = {"baseline": models["baseline"], "pruned": models["finetuned"]}
+    if s.target.tensorrt_engine:
+        return trt_latency_breakdown(s.engines, pair)
+    if s.target.backend != "onnxruntime" or s.target.provider is not None:
         return None
     batch = _latency_batch(models["finetuned"], s)
-    return latency_breakdown(
-        s.engines, {"baseline": models["baseline"], "pruned": models["finetuned"]}, batch, s.threads
-    )
+    return latency_breakdown(s.engines, pair, batch, s.threads)
 
 
 def _report(

@@ -249,7 +249,7 @@ def run_bench(
         preds = _torch_predictions(run, setting, models, reporter)
         engine_preds, latency = _engine_runs(run, setting, models["finetuned"], request, reporter)
         report = _report(run, setting, request, {**preds, **engine_preds}, latency, models)
-        with reporter.task("latency breakdown (onnxruntime profiler)", None):
+        with reporter.task("latency breakdown per part", None):
             report.breakdown = _breakdown(setting, request, models)
         report.write(run.bench_path(setting.target.name, setting.domain))
         atomic_write_text(run.bench_path(setting.target.name, setting.domain, ".md"), to_markdown(report))

@@ -8,6 +8,8 @@ from edgeprune.errors import EdgepruneError
 
 METRICS = ("l1", "l2", "taylor", "hessian", "random")
 NORMALIZATIONS = ("auto", "none", "mean", "max", "cost")
+# standard: timm's crop, flip and colour jitter; shape: also line drawings and greyscale (`data.augment`)
+AUGMENTATIONS = ("standard", "shape")
 
 
 def resolve_normalization(normalization: str, metric: str) -> str:

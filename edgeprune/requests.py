@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprune.config import Amount
+from edgeprune.config import AUGMENTATIONS, Amount
 from edgeprune.errors import EdgepruneError
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class PruneRequest:
     lr: float = 1e-4
     baseline_lr: float | None = None  # default: lr
     max_steps_per_epoch: int | None = None
+    augment: str = "standard"  # AUGMENTATIONS: standard, or shape (line drawings and greyscale besides)
     checkpoint_every: int | None = None  # training steps between checkpoints; None: each epoch's end
     val_fraction: float = 0.1
     evaluate: bool = True
@@ -96,6 +97,8 @@ class PruneRequest:
             raise EdgepruneError("--workers must be 0 (load in the main process) or more")
         if self.lr <= 0 or (self.baseline_lr is not None and self.baseline_lr <= 0):
             raise EdgepruneError("learning rates must be positive")
+        if self.augment not in AUGMENTATIONS:
+            raise EdgepruneError(f"--augment must be one of {', '.join(AUGMENTATIONS)} (got {self.augment!r})")
         if self.eval_images is not None and self.eval_images < 1:
             raise EdgepruneError("--eval-images must be at least 1 (or --no-eval to skip evaluation)")
         if not 0.0 <= self.val_fraction < 1.0:

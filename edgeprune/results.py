@@ -7,6 +7,7 @@ and written back loses nothing). The pipeline builds these, `workspace.Run` hand
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +118,36 @@ class PruneReport(Result):
     steps: list[dict[str, Any]] | None = None  # per step, when pruned in several
 
 
+DOMINANT_SHARE = 0.5  # a model that gives one class to more than this share of the images is flagged
+
+
+class PredictionSpread(Result):
+    """How a model's top-1 predictions on a set of images spread over the classes."""
+
+    top_class: str  # the most-predicted class
+    top_share: float  # the share of the images given that class
+    classes_predicted: int  # how many classes it predicts at all
+
+    @classmethod
+    def of(cls, preds: Sequence[int], classes: Sequence[str]) -> PredictionSpread:
+        counts = [0] * len(classes)
+        for p in preds:
+            counts[int(p)] += 1
+        top = max(range(len(classes)), key=counts.__getitem__)
+        return cls(
+            top_class=classes[top],
+            top_share=counts[top] / max(1, len(preds)),
+            classes_predicted=sum(1 for c in counts if c),
+        )
+
+    @property
+    def dominated(self) -> bool:
+        return self.top_share > DOMINANT_SHARE
+
+    def describe(self) -> str:
+        return f"{self.top_class} {self.top_share:.0%}"
+
+
 class StageMetrics(Result):
     """<stage>/metrics.json."""
 
@@ -125,6 +156,8 @@ class StageMetrics(Result):
     source_val_accuracy: float | None = None
     evaluated_images: dict[str, int] | None = None  # images per split: {"source_val": n, "held_out": m}
     not_evaluated: str | None = None
+    chance_accuracy: float | None = None  # 1 / number of classes (absent from metrics written before it was)
+    held_out_spread: PredictionSpread | None = None
 
 
 class ParityReport(Result):
@@ -230,10 +263,22 @@ class BenchReport(Result):
     measured: str
     gate: GateVerdict | None = None
     breakdown: LatencyBreakdown | None = None  # onnxruntime CPU targets; None elsewhere and in older reports
+    # Absent from reports written before they were recorded: 1 / number of classes, and per accuracy key
+    # (baseline, pruned_torch, baseline_engine, engine) how the predictions spread over the classes.
+    chance_accuracy: float | None = None
+    prediction_spread: dict[str, PredictionSpread] | None = None
 
     @property
     def passed(self) -> bool:
         return self.gate is not None and self.gate.passed
+
+    def dominated(self) -> list[str]:
+        """The models that give more than half of the images one class, as 'model: class share' (accuracy and
+        agreement then say little: a near-constant classifier agrees with anything near-constant)."""
+        names = {"baseline": "baseline torch", "baseline_engine": f"baseline {self.target}",
+                 "pruned_torch": "pruned torch", "engine": f"pruned {self.target}"}  # fmt: skip
+        spread = self.prediction_spread or {}
+        return [f"{names[k]}: {spread[k].describe()}" for k in names if k in spread and spread[k].dominated]
 
 
 class TargetBench(Result):
@@ -252,6 +297,7 @@ class TargetBench(Result):
     speedup: float | None = None  # over the unpruned model's engine on the same target
     gate_passed: bool | None = None
     report: str | None = None  # the bench report's path
+    dominated: list[str] | None = None  # models whose predictions one class dominates (BenchReport.dominated)
 
 
 class BenchTable(Result):
@@ -260,6 +306,7 @@ class BenchTable(Result):
     run: str
     domain: str | None
     rows: list[TargetBench]
+    chance_accuracy: float | None = None
 
     @property
     def passed(self) -> bool:

@@ -34,6 +34,11 @@ class Target:
         return self.backend == "tensorrt"
 
     @property
+    def onnxruntime_cpu(self) -> bool:
+        """onnxruntime on its CPU provider (what bench can profile node by node in this process)."""
+        return self.backend == "onnxruntime" and self.provider is None
+
+    @property
     def uses_tensorrt(self) -> bool:
         """Built by TensorRT (directly or through onnxruntime's provider): the profile needs a [tensorrt] section."""
         return self.backend == "tensorrt" or self.provider == "TensorrtExecutionProvider"

@@ -92,9 +92,15 @@ def test_run_directory_layout(finished_run) -> None:
         assert (run.stage(stage) / "model.safetensors").exists()
         metrics = read_json(run.stage(stage) / "metrics.json")
         # The held-out accuracy is that of the stage's saved model on the 42 sketches, recomputed here.
-        correct = (_torch_top1(run, stage, images) == labels).sum()
+        predicted = _torch_top1(run, stage, images)
+        correct = (predicted == labels).sum()
         assert metrics["held_out_domain"] == "sketch"
         assert metrics["held_out_accuracy"] == pytest.approx(correct / len(labels), abs=1e-12), stage
+        # chance level and how the predictions spread over the classes (a near-constant classifier is flagged)
+        top = np.bincount(predicted, minlength=7)
+        assert metrics["chance_accuracy"] == pytest.approx(1 / 7)
+        assert metrics["held_out_spread"]["top_share"] == pytest.approx(top.max() / len(labels))
+        assert metrics["held_out_spread"]["classes_predicted"] == int((top > 0).sum())
     report = read_json(run.stage("pruned") / "prune_report.json")
     assert report["macs"]["after"] < report["macs"]["before"]
     assert len(report["blocks"]) == 4
@@ -142,6 +148,10 @@ def test_bench_report(run_copy) -> None:
     assert mlp["pruned_macs"] < mlp["baseline_macs"]
     assert {"MatMul", "Softmax"} <= {row["name"] for row in breakdown["by_op"]}
     assert "## Where the time goes" in (run.stage("bench") / "report.md").read_text()
+    assert report["chance_accuracy"] == pytest.approx(1 / 7) and set(report["prediction_spread"]) == {
+        "baseline", "pruned_torch", "baseline_engine", "engine"
+    }  # fmt: skip
+    assert "| chance level (1/7) | 0.1429 | 0.1429 |" in (run.stage("bench") / "report.md").read_text()
 
 
 def test_bench_on_a_source_domain_says_so(run_copy) -> None:

@@ -13,6 +13,7 @@ import re
 import statistics
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,26 +73,35 @@ def macs_by_part(model: nn.Module) -> dict[str, int]:
 
 
 def profile_onnx(
-    path: Path, batch: np.ndarray, threads: int | None, runs: int = 20, warmup: int = 5, optimization: str = "all"
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(ms per op type, ms per part) of one inference on `batch`: onnxruntime's profiler on the CPU provider,
-    each node's kernel time summed per run, averaged over the middle half of `runs` runs after `warmup`."""
+    paths: Sequence[Path],
+    batch: np.ndarray,
+    threads: int | None,
+    runs: int = 20,
+    warmup: int = 5,
+    optimization: str = "all",
+) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Per model in `paths`: (ms per op type, ms per part) of one inference on `batch`, from onnxruntime's profiler
+    on the CPU provider, each node's kernel time summed per run and averaged over the middle half of `runs` runs
+    after `warmup`. The models take turns run by run, so that a machine that slows down or speeds up (other work,
+    clocks) weighs on every model alike."""
     import onnxruntime as ort
 
     from edgeprune.export.runners import session_options
 
     with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as folder:
-        optimized = Path(folder) / "optimized.onnx"
-        options = session_options(threads, optimization, optimized_model_path=optimized)
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "ort")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)}
+        sessions, optimized = [], []
+        for index, path in enumerate(paths):
+            optimized.append(Path(folder) / f"optimized-{index}.onnx")
+            options = session_options(threads, optimization, optimized_model_path=optimized[-1])
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(folder) / f"ort-{index}")
+            sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        x = np.ascontiguousarray(batch, dtype=np.float32)
         for _ in range(warmup + runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-        parts = node_parts(optimized)
-    return _per_run_times(events, warmup, parts)
+            for session in sessions:
+                session.run(None, {session.get_inputs()[0].name: x})
+        traces = [json.loads(Path(session.end_profiling()).read_text()) for session in sessions]
+        return [_per_run_times(events, warmup, node_parts(o)) for events, o in zip(traces, optimized, strict=True)]
 
 
 def node_parts(optimized: Path) -> dict[str, str]:
@@ -228,8 +238,7 @@ def latency_breakdown(
 ) -> LatencyBreakdown:
     """Baseline vs pruned, per op type and per part, from the two ONNX engines (`engines["baseline"]`,
     `engines["model"]`) and the two torch models (`models["baseline"]`, `models["pruned"]`)."""
-    base_ops, base_parts = profile_onnx(engines["baseline"], batch, threads, runs)
-    ops, parts = profile_onnx(engines["model"], batch, threads, runs)
+    (base_ops, base_parts), (ops, parts) = profile_onnx([engines["baseline"], engines["model"]], batch, threads, runs)
     by_part = _part_rows(base_parts, parts, models)
     by_op = [
         PartTiming(name=name, baseline_ms=base_ops.get(name, 0.0), pruned_ms=ops.get(name, 0.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeprune.results import BenchReport, GateVerdict, LatencyBreakdown, PartTiming
+from edgeprune.results import DOMINANT_SHARE, BenchReport, GateVerdict, LatencyBreakdown, PartTiming
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
         ("params", _millions(report.params["baseline"]), _millions(report.params["pruned"])),
         (f"accuracy on {report.domain} (torch)", f"{acc['baseline']:.4f}", f"{acc['pruned_torch']:.4f}"),
         (f"accuracy on {report.domain} ({report.target})", f"{acc['baseline_engine']:.4f}", f"{acc['engine']:.4f}"),
+        *_spread_rows(report),
         ("engine/torch top-1 agreement", f"{report.baseline_agreement:.4f}", f"{report.agreement:.4f}"),
         (f"latency p50 (batch {report.batch})", f"{base_lat['p50']:.2f} ms", f"{lat['p50']:.2f} ms"),
         (
@@ -71,12 +72,41 @@ def report_rows(report: BenchReport) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _spread_rows(report: BenchReport) -> list[tuple[str, str, str]]:
+    """Chance level and the most-predicted class with its share (absent from older reports)."""
+    rows = []
+    if report.chance_accuracy is not None:
+        classes = round(1 / report.chance_accuracy)
+        rows.append((f"chance level (1/{classes})", *[f"{report.chance_accuracy:.4f}"] * 2))
+    spread = report.prediction_spread or {}
+    for label, base, pruned in (("torch", "baseline", "pruned_torch"), (report.target, "baseline_engine", "engine")):
+        if base in spread and pruned in spread:
+            rows.append((f"most-predicted class ({label})", spread[base].describe(), spread[pruned].describe()))
+    return rows
+
+
 def describe_setting(report: BenchReport) -> str:
     seen = "seen in training" if report.domain_seen_in_training else "held out"
     return (
         f"{report.run}: {report.target} on {report.domain} ({seen}), "
         f"batch {report.batch}, {report.threads or 'all'} threads"
     )
+
+
+def dominance_warning(report: BenchReport) -> str | None:
+    """One line naming the models whose predictions on the domain are dominated by one class, or None."""
+    dominated = report.dominated()
+    if not dominated:
+        return None
+    return (
+        f"one class gets more than {DOMINANT_SHARE:.0%} of the {report.domain} predictions ({'; '.join(dominated)}): "
+        "accuracy and agreement say little about a near-constant classifier"
+    )
+
+
+def _warning_lines(report: BenchReport) -> list[str]:
+    warning = dominance_warning(report)
+    return ["", f"Warning: {warning}"] if warning else []
 
 
 def to_markdown(report: BenchReport) -> str:
@@ -95,6 +125,7 @@ def to_markdown(report: BenchReport) -> str:
         "",
         f"Gate: {'PASSED' if report.passed else 'FAILED'}",
         *[f"- {r}" for r in (gate.reasons if gate else [])],
+        *_warning_lines(report),
         "",
         *(breakdown_markdown(report.breakdown) if report.breakdown else []),
     ]
@@ -132,10 +163,15 @@ def breakdown_markdown(breakdown: LatencyBreakdown) -> list[str]:
         "",
         f"{breakdown.source}, {breakdown.runs} runs"
         + (f", batch {breakdown.batch}, {breakdown.threads or 'all'} threads. " if breakdown.batch else ". ")
-        + "Kernel times leave out the executor's overhead between nodes, so they add up to less than the p50 "
-        "above. *Time / MACs* is the latency ratio over the MACs ratio: 1.00 means the part sped up as much as "
-        "its MACs fell; far below 1, the part is bound by something else (memory, per-node overhead, "
-        "fixed-size work such as softmax over tokens).",
+        + (
+            "The two models ran in turns with the profiler on, which adds its own cost to every node: compare the "
+            "columns with each other, not with the p50 above. "
+            if breakdown.batch
+            else ""
+        )
+        + "*Time / MACs* is the latency ratio over the MACs ratio: "
+        "1.00 means the part sped up as much as its MACs fell; far below 1, the part is bound by something else "
+        "(memory, per-node overhead, fixed-size work such as softmax over tokens).",
         "",
         "| part | baseline ms | pruned ms | share of pruned | speed-up | MACs baseline | MACs pruned | MACs ratio "
         "| time / MACs |",

@@ -7,6 +7,7 @@ from typing import Any
 
 from edgeprune.cli import prune_options as o
 from edgeprune.cli.app import (
+    Augmentation,
     JsonOpt,
     Metric,
     Normalization,
@@ -25,7 +26,7 @@ from edgeprune.requests import PruneRequest as D  # the defaults
 from edgeprune.results import PruneSummary
 
 _REQUEST_FIELDS = {f.name for f in fields(D)}
-_METRIC, _NORMALIZATION = Metric(D.metric), Normalization(D.normalization)
+_METRIC, _NORMALIZATION, _AUGMENT = Metric(D.metric), Normalization(D.normalization), Augmentation(D.augment)
 
 
 @app.command()
@@ -58,6 +59,7 @@ def prune(
     batch_size: o.BatchSize = D.batch_size,
     lr: o.Lr = D.lr,
     baseline_lr: o.BaselineLr = D.baseline_lr,
+    augment: o.AugmentOpt = _AUGMENT,
     max_steps_per_epoch: o.MaxStepsPerEpoch = D.max_steps_per_epoch,
     checkpoint_every: o.CheckpointEvery = D.checkpoint_every,
     workers: o.Workers = D.workers,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeprune.cli.app import Metric, Normalization, open_range
+from edgeprune.cli.app import Augmentation, Metric, Normalization, open_range
 from edgeprune.cli.choices import complete_models
 from edgeprune.config import AMOUNT_RANGE
 
@@ -93,6 +93,14 @@ BatchSize = Annotated[
 ]
 Lr = Annotated[float, typer.Option(help="Peak learning rate after pruning (AdamW, cosine).")]
 BaselineLr = Annotated[float | None, typer.Option(help="Peak learning rate of the baseline \\[default: --lr].")]
+AugmentOpt = Annotated[
+    Augmentation,
+    typer.Option(
+        "--augment",
+        help="Training augmentation: standard (crop, flip, colour jitter) or shape (besides, 70% of the images as "
+        "line drawings and some in greyscale, so the class must be read from shape: for held-out sketches).",
+    ),
+]
 MaxStepsPerEpoch = Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.")]
 CheckpointEvery = Annotated[
     int | None,

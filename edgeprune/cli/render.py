@@ -94,9 +94,12 @@ def print_export(
 
 
 def print_bench(console: Console, report: BenchReport, path: Path) -> None:
-    from edgeprune.bench.report import describe_setting, part_rows, report_rows
+    from edgeprune.bench.report import describe_setting, dominance_warning, part_rows, report_rows
 
     print_table(console, _table(describe_setting(report), ("", "baseline", "pruned"), report_rows(report), right=True))
+    warning = dominance_warning(report)
+    if warning:
+        say(console, f"warning: {warning}")
     if report.breakdown:
         columns = ("part", "baseline ms", "pruned ms", "speed-up", "MACs ratio", "time / MACs")
         title = f"where the time goes ({report.breakdown.source})"
@@ -125,9 +128,15 @@ def print_bench_table(console: Console, table: BenchTable) -> None:
     domain = table.domain or "the held-out domain"
     title = f"run {table.run}, {len(table.rows)} targets: accuracy on {domain}; speed-up over the unpruned model"
     print_table(console, _table(title, columns, rows, right=True))
+    if table.chance_accuracy is not None:
+        say(console, f"chance level on {domain}: {table.chance_accuracy:.4f}")
     for row in table.rows:
         if row.error:
             say(console, f"{row.target} failed: {row.error}")
+        if row.dominated:
+            say(
+                console, f"warning: {row.target}: one class gets most {domain} predictions ({'; '.join(row.dominated)})"
+            )
 
 
 def print_profiles(console: Console, profiles: Iterable[Any]) -> None:

@@ -28,9 +28,20 @@ def eval_transform(config: dict[str, Any]) -> Any:
     return create_transform(**config, is_training=False)
 
 
-def train_transform(config: dict[str, Any]) -> Any:
+def train_transform(config: dict[str, Any], augment: str = "standard") -> Any:
+    """timm's training transform (random resized crop, flip, colour jitter); `shape` first turns 70% of the images
+    into line drawings and 30% of the rest to greyscale (`data.augment`)."""
     keys = ("input_size", "interpolation", "mean", "std")
-    return create_transform(**{k: config[k] for k in keys}, is_training=True, scale=(0.6, 1.0), color_jitter=0.2)
+    standard = create_transform(**{k: config[k] for k in keys}, is_training=True, scale=(0.6, 1.0), color_jitter=0.2)
+    if augment == "standard":
+        return standard
+    if augment == "shape":
+        from torchvision import transforms
+
+        from edgeprune.data.augment import LineDrawing
+
+        return transforms.Compose([LineDrawing(p=0.7), transforms.RandomGrayscale(0.3), standard])
+    raise ValueError(f"unknown augmentation {augment!r}")
 
 
 class ImageDataset(Dataset):

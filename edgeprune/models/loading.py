@@ -105,8 +105,8 @@ def require_weights_source(
     random_init: bool,
     hint: str = "use --random-init or --checkpoint FILE",
 ) -> None:
-    """A custom configuration has no published weights: it needs a checkpoint or random init."""
-    if spec.create_kwargs and checkpoint is None and not random_init:
+    """A custom configuration has no published weights: it needs bundled weights, a checkpoint or random init."""
+    if spec.create_kwargs and not spec.bundled_weights and checkpoint is None and not random_init:
         raise EdgepruneError(f"'{spec.name}' is a custom configuration with no published weights: {hint}")
 
 
@@ -137,6 +137,12 @@ def create_task_model(
         head_loaded = checkpoint is not None and load_checkpoint_into(model, checkpoint, spec.timm_name)
         return model, head_loaded
     require_weights_source(spec, checkpoint, random_init)
+    if spec.bundled_weights:  # shipped in edgeprune/assets, without a classifier
+        from edgeprune.models.bundled import bundled_path
+
+        model = timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        load_checkpoint_into(model, bundled_path(spec.bundled_weights), spec.timm_name)
+        return model, False
     online = _hub_reachable()
     if not online:
         _hub_offline()  # weights already in the local cache still load; others fail at once, not after retries

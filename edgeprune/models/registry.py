@@ -20,6 +20,7 @@ class ModelSpec:
     timm_name: str
     create_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    bundled_weights: str | None = None  # a file in edgeprune/assets: the default weights, offline
 
 
 ALIASES: dict[str, ModelSpec] = {
@@ -37,7 +38,13 @@ ALIASES: dict[str, ModelSpec] = {
         ModelSpec("deit-base", "deit_base_patch16_224", description="DeiT-B/16"),
         ModelSpec("beit-base", "beit_base_patch16_224", description="BEiT-B/16"),
         ModelSpec("beit-large", "beit_large_patch16_224", description="BEiT-L/16"),
-        ModelSpec("vit-micro", "vit_tiny_patch16_224", _MICRO_AVG_POOL, "4-block ViT at 64 px, avg pool (demo, tests)"),
+        ModelSpec(
+            "vit-micro",
+            "vit_tiny_patch16_224",
+            _MICRO_AVG_POOL,
+            "4-block ViT at 64 px, avg pool (demo, tests); bundled weights: pre-trained on photographs",
+            bundled_weights="vit-micro-photos.safetensors",
+        ),
         ModelSpec("deit-micro", "deit_tiny_patch16_224", _MICRO, "4-block DeiT at 64 px, class token (tests)"),
     ]
 }

@@ -25,7 +25,7 @@ from edgeprune.profiles import Profile, load_profile, read_profile_file
 from edgeprune.progress import Reporter
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.requests import BenchRequest
-from edgeprune.results import BenchReport, BenchTable, BuildRecord, LatencyBreakdown, TargetBench
+from edgeprune.results import BenchReport, BenchTable, BuildRecord, LatencyBreakdown, PredictionSpread, TargetBench
 from edgeprune.targets import ALL_TARGETS, DEFAULT_TARGET, Target, resolve_target
 from edgeprune.train import accuracy, predict
 from edgeprune.workspace import BUILD_FILE, Run, Workspace, atomic_write_text, file_sha256, utc_now
@@ -85,6 +85,7 @@ class _Setting:
     built_for: Profile
     engines: dict[str, Path]
     samples: list[Sample]
+    classes: tuple[str, ...]
     domain: str
     seen: bool
     batch: int
@@ -118,6 +119,7 @@ def _setting(run: Run, request: BenchRequest, reporter: Reporter) -> _Setting:
         built_for=read_profile_file(run.engine_dir(target.name) / "profile.toml"),
         engines=engines,
         samples=samples,
+        classes=tuple(data.dataset.classes),
         domain=domain,
         seen=domain in data.split.sources,
         batch=request.batch or (profile.batch.opt if profile else 1),
@@ -190,7 +192,7 @@ def _breakdown(s: _Setting, request: BenchRequest, models: dict[str, nn.Module])
     pair = {"baseline": models["baseline"], "pruned": models["finetuned"]}
     if s.target.tensorrt_engine:
         return trt_latency_breakdown(s.engines, pair)
-    if s.target.backend != "onnxruntime" or s.target.provider is not None:
+    if not s.target.onnxruntime_cpu:
         return None
     batch = _latency_batch(models["finetuned"], s)
     return latency_breakdown(s.engines, pair, batch, s.threads)
@@ -232,6 +234,8 @@ def _report(
         **fp32,
         device=describe_device(),
         measured=utc_now(),
+        chance_accuracy=1 / len(s.classes),
+        prediction_spread={k: PredictionSpread.of(v, s.classes) for k, v in preds.items()},
     )
     report.gate = bench_gate(request, s.target, s.profile).judge(report)
     return report
@@ -286,6 +290,7 @@ def _row(run: Run, report: BenchReport) -> TargetBench:
         speedup=report.speedup,
         gate_passed=report.passed,
         report=str(run.bench_path(report.target, report.domain)),
+        dominated=report.dominated() or None,
     )
 
 
@@ -304,7 +309,7 @@ def run_bench_targets(
     if not names:
         raise EdgepruneError(f"run '{run.name}' has no engines yet: run `edgeprune export --target ort-cpu` first")
     rows = []
-    domain = request.domain
+    domain, chance = request.domain, None
     for target in names:
         try:
             _, report = run_bench(workspace, replace(request, target=target), run.name, reporter)
@@ -313,5 +318,5 @@ def run_bench_targets(
             rows.append(TargetBench(target=target, status="failed", error=" ".join(str(exc).split())))
             continue
         rows.append(_row(run, report))
-        domain = report.domain
-    return run, BenchTable(run=run.name, domain=domain, rows=rows)
+        domain, chance = report.domain, report.chance_accuracy
+    return run, BenchTable(run=run.name, domain=domain, rows=rows, chance_accuracy=chance)

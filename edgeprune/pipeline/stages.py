@@ -13,7 +13,7 @@ from edgeprune.models.artifact import WEIGHTS_FILE
 from edgeprune.pipeline.context import RunData, cached_predictions, eval_loader, labels_of, sample_subset
 from edgeprune.progress import Reporter
 from edgeprune.requests import PruneRequest
-from edgeprune.results import StageMetrics
+from edgeprune.results import PredictionSpread, StageMetrics
 from edgeprune.train import TrainConfig, accuracy, fine_tune, predict
 from edgeprune.workspace import METRICS_FILE, Run, file_sha256
 
@@ -57,15 +57,24 @@ def evaluate_stage(
         held_out_domain=target,
         held_out_accuracy=accuracy(test_preds, labels_of(test)),
         evaluated_images={"source_val": len(val), "held_out": len(test)},
+        chance_accuracy=1 / len(data.dataset.classes),
+        held_out_spread=PredictionSpread.of(test_preds, data.dataset.classes),
         **extra,
     )
     metrics.write(stage_dir / METRICS_FILE)
     subset = f" ({len(val)} / {len(test)} images)" if request.eval_images else ""
     reporter.info(
         f"{stage}: source val acc {metrics.source_val_accuracy:.4f}, "
-        f"held-out {target} acc {metrics.held_out_accuracy:.4f}{subset}"
+        f"held-out {target} acc {metrics.held_out_accuracy:.4f}{subset} (chance {metrics.chance_accuracy:.4f})"
+        + _dominance_note(metrics.held_out_spread, target)
     )
     return metrics
+
+
+def _dominance_note(spread: PredictionSpread | None, domain: str) -> str:
+    if spread is None or not spread.dominated:
+        return ""
+    return f"; {spread.top_share:.0%} of the {domain} images are called '{spread.top_class}'"
 
 
 def _no_evaluation(stage: str, request: PruneRequest) -> str | None:
@@ -97,7 +106,7 @@ def train_model(
     world = current()
     train_loader = make_loader(
         data.split.train,
-        train_transform(config),
+        train_transform(config, request.augment),
         world.per_rank_batch(request.batch_size),
         shuffle=True,
         workers=request.workers,

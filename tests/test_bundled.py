@@ -46,9 +46,32 @@ def test_a_tampered_asset_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     target.write_bytes(target.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(EdgepruneError, match="do not match the sha256"):
         create_model(SPEC, 7)
-    bundled.sidecar_path(target).unlink()
-    with pytest.raises(EdgepruneError, match="missing"):
+    target.unlink()  # a checkout that lost the file (it was once left out by .gitignore's *.safetensors)
+    with pytest.raises(EdgepruneError, match=r"vit-micro-photos.safetensors are missing: reinstall"):
         create_model(SPEC, 7)
+    bundled.sidecar_path(target).unlink()
+    with pytest.raises(EdgepruneError, match="or their record are missing"):
+        create_model(SPEC, 7)
+
+
+def test_the_asset_is_in_git() -> None:
+    """Weights are ignored by .gitignore except the package's assets: a clean checkout must have them."""
+    import subprocess
+
+    repo = bundled.ASSETS.parent.parent
+    if subprocess.run(["git", "-C", str(repo), "rev-parse"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "--error-unmatch", f"edgeprune/assets/{SPEC.bundled_weights}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ignored = subprocess.run(
+        ["git", "-C", str(repo), "check-ignore", "-q", f"edgeprune/assets/{SPEC.bundled_weights}"], check=False
+    )
+    assert ignored.returncode == 1, "edgeprune/assets/*.safetensors is ignored by git"
+    assert listed.returncode == 0, f"edgeprune/assets/{SPEC.bundled_weights} is not tracked by git"
 
 
 def test_pretraining_set_is_photographs_the_demo_never_sees(builtin_root: Path) -> None:

@@ -32,7 +32,11 @@ def bundled_path(file_name: str) -> Path:
         raise EdgepruneError(
             f"bundled weights {path} or their record are missing: reinstall edgeprune or run scripts/pretrain_micro.py"
         ) from None
-    if not path.is_file() or file_sha256(path) != expected:
+    if not path.is_file():
+        raise EdgepruneError(
+            f"bundled weights {path} are missing: reinstall edgeprune or run scripts/pretrain_micro.py"
+        )
+    if file_sha256(path) != expected:
         raise EdgepruneError(f"bundled weights {path} do not match the sha256 in their record: reinstall edgeprune")
     return path
 

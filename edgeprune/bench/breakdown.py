@@ -1,5 +1,6 @@
-"""Where an engine's time goes, part by part: onnxruntime's profiler on the engine and torch's FLOP counter on the
-model, so that a report can show which parts of a pruned model sped up, which did not, and by how much per MAC.
+"""Where an engine's time goes, part by part: onnxruntime's profiler on the engine (or the per-layer profile that
+trtexec wrote beside a TensorRT engine) and torch's FLOP counter on the model, so that a report can show which parts
+of a pruned model sped up, which did not, and by how much per MAC.
 
 Parts follow the model's modules: `embedding` (patch embedding, position embedding), `block N attention`
 (qkv, the attention products, softmax, projection), `block N MLP`, `block N other` (norms, residual adds), `head`
@@ -8,6 +9,7 @@ Parts follow the model's modules: `embedding` (patch embedding, position embeddi
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import statistics
@@ -154,8 +156,6 @@ def _per_run_times(
 
 
 def _window_of(ts: float, starts: list[float], windows: list[tuple[float, float]]) -> int | None:
-    import bisect
-
     index = bisect.bisect_right(starts, ts) - 1
     if index >= 0 and ts <= windows[index][1]:
         return index

@@ -39,7 +39,7 @@ from edgeprune.data.loaders import data_config, eval_transform, train_transform
 from edgeprune.models.bundled import ASSETS, sidecar_path, strip_classifier
 from edgeprune.models.loading import create_model
 from edgeprune.models.registry import resolve_model
-from edgeprune.train import warmup_cosine
+from edgeprune.train import accuracy, predict, warmup_cosine
 from edgeprune.workspace import atomic_path, atomic_write_json, file_sha256
 
 MODEL = "vit-micro"
@@ -84,15 +84,10 @@ class Photographs(Dataset):
         return self.transform(self.images[index]), self.labels[index]
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, loader: DataLoader) -> float:
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    model.train()
-    return round(correct / total, 4)
+def val_accuracy(model: nn.Module, loader: DataLoader) -> float:
+    preds, labels = predict(model, loader)
+    model.train()  # predict leaves the model in eval mode
+    return round(accuracy(preds, labels), 4)
 
 
 def train_phase(
@@ -122,7 +117,7 @@ def train_phase(
         record = {
             "epoch": epoch + 1,
             "train_accuracy": round(correct / seen, 4),
-            "val_accuracy": accuracy(model, val_loader),
+            "val_accuracy": val_accuracy(model, val_loader),
             "seconds": round(time.perf_counter() - start),
         }
         history.append(record)

@@ -177,12 +177,14 @@ def breakdown_markdown(breakdown: LatencyBreakdown) -> list[str]:
         "| time / MACs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in breakdown.by_part:
+    for r, (name, base_ms, pruned_ms, speedup, macs_ratio, over_macs) in zip(
+        breakdown.by_part, part_rows(breakdown), strict=True
+    ):
         share = f"{r.pruned_ms / total:.0%}" if total else "-"
         macs = [f"{m / 1e6:.2f} M" if m else "-" for m in (r.baseline_macs, r.pruned_macs)]
         lines.append(
-            f"| {r.name} | {r.baseline_ms:.3f} | {r.pruned_ms:.3f} | {share} | {_ratio(r.baseline_ms, r.pruned_ms)} "
-            f"| {macs[0]} | {macs[1]} | {_ratio(r.baseline_macs, r.pruned_macs)} | {_over_macs(r)} |"
+            f"| {name} | {base_ms} | {pruned_ms} | {share} | {speedup} | {macs[0]} | {macs[1]} | {macs_ratio} "
+            f"| {over_macs} |"
         )
     lines += [
         f"| **all parts** | {total_base:.3f} | {total:.3f} | 100% | {_ratio(total_base, total)} | | | | |",

@@ -144,7 +144,7 @@ def _torch_predictions(run: Run, s: _Setting, models: dict[str, nn.Module], repo
 
 
 def _engine_runs(
-    run: Run, s: _Setting, model: nn.Module, request: BenchRequest, reporter: Reporter
+    run: Run, s: _Setting, model: nn.Module, batch: np.ndarray, request: BenchRequest, reporter: Reporter
 ) -> tuple[dict[str, list[int]], dict[str, dict[str, float]]]:
     """Predictions of both engines on the images, and the latency of every runner on one batch."""
     cache = run.engine_dir(s.target.name) / "provider-cache"
@@ -153,7 +153,6 @@ def _engine_runs(
     engine_batch = min(64, s.built_for.batch.max) if limits else 64
     fixed = engine_batch if limits and s.built_for.batch.min == s.built_for.batch.max else None
     engine_loader = eval_loader(model, s.samples, batch_size=engine_batch)
-    batch = _latency_batch(model, s)
     preds, latency = {}, {}
     with contextlib.ExitStack() as stack:  # every runner is closed, whatever happens
         runners = {
@@ -184,7 +183,9 @@ def _latency_batch(model: nn.Module, s: _Setting) -> np.ndarray:
     return next(iter(eval_loader(model, latency_samples, batch_size=s.batch)))[0].numpy()
 
 
-def _breakdown(s: _Setting, request: BenchRequest, models: dict[str, nn.Module]) -> LatencyBreakdown | None:
+def _breakdown(
+    s: _Setting, request: BenchRequest, models: dict[str, nn.Module], batch: np.ndarray
+) -> LatencyBreakdown | None:
     """Per part and per op type, baseline vs pruned: onnxruntime's profiler on CPU engines; for TensorRT engines the
     per-layer profiles that the bundle's build.sh wrote beside them (`trtexec --exportProfile`), where present."""
     if not request.explain:
@@ -194,7 +195,6 @@ def _breakdown(s: _Setting, request: BenchRequest, models: dict[str, nn.Module])
         return trt_latency_breakdown(s.engines, pair)
     if not s.target.onnxruntime_cpu:
         return None
-    batch = _latency_batch(models["finetuned"], s)
     return latency_breakdown(s.engines, pair, batch, s.threads)
 
 
@@ -251,10 +251,11 @@ def run_bench(
         setting = _setting(run, request, reporter)
         models = {stage: load_model(run.stage(stage)) for stage in ("baseline", "finetuned")}
         preds = _torch_predictions(run, setting, models, reporter)
-        engine_preds, latency = _engine_runs(run, setting, models["finetuned"], request, reporter)
+        batch = _latency_batch(models["finetuned"], setting)  # one batch for every latency and the breakdown
+        engine_preds, latency = _engine_runs(run, setting, models["finetuned"], batch, request, reporter)
         report = _report(run, setting, request, {**preds, **engine_preds}, latency, models)
         with reporter.task("latency breakdown per part", None):
-            report.breakdown = _breakdown(setting, request, models)
+            report.breakdown = _breakdown(setting, request, models, batch)
         report.write(run.bench_path(setting.target.name, setting.domain))
         atomic_write_text(run.bench_path(setting.target.name, setting.domain, ".md"), to_markdown(report))
         atomic_write_text(run.stage("bench") / "report.md", "\n".join(to_markdown(r) for r in run.bench_reports()))

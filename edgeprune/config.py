@@ -29,13 +29,35 @@ class Amount:
     """How much to prune, decided once from the three options: a ratio of units, or a fraction of MACs or
     parameters kept (a target overrides --ratio)."""
 
-    kind: str  # "ratio", "macs" or "params"
+    kind: str  # "ratio", "macs", "params", "latency" (ms) or "speedup" (over the unpruned model's latency)
     value: float
 
     @classmethod
-    def choose(cls, ratio: float, target_macs: float | None = None, target_params: float | None = None) -> Amount:
-        if target_macs is not None and target_params is not None:
-            raise EdgepruneError("give --target-macs or --target-params, not both")
+    def choose(
+        cls,
+        ratio: float,
+        target_macs: float | None = None,
+        target_params: float | None = None,
+        target_latency: float | None = None,
+        target_speedup: float | None = None,
+    ) -> Amount:
+        targets = {
+            "--target-macs": target_macs,
+            "--target-params": target_params,
+            "--target-latency": target_latency,
+            "--target-speedup": target_speedup,
+        }
+        given = [name for name, value in targets.items() if value is not None]
+        if len(given) > 1:
+            raise EdgepruneError(f"give one of {', '.join(given)}, not {len(given)}")
+        if target_latency is not None and not target_latency > 0:
+            raise EdgepruneError(f"--target-latency is in milliseconds and must be positive (got {target_latency:g})")
+        if target_speedup is not None and not target_speedup > 1:
+            raise EdgepruneError(f"--target-speedup must be above 1 (got {target_speedup:g}): 2 = twice as fast")
+        if target_latency is not None:
+            return cls("latency", target_latency)
+        if target_speedup is not None:
+            return cls("speedup", target_speedup)
         low, high = AMOUNT_RANGE
         for name, value, meaning in (
             ("--ratio", ratio, "the fraction of units to remove"),
@@ -50,13 +72,21 @@ class Amount:
             return cls("params", target_params)
         return cls("ratio", ratio)
 
+    @property
+    def needs_latency_table(self) -> bool:
+        return self.kind in ("latency", "speedup")
+
     def describe(self) -> str:
         if self.kind == "ratio":
             return f"ratio {self.value:g}"
+        if self.kind == "latency":
+            return f"to {self.value:g} ms"
+        if self.kind == "speedup":
+            return f"to {self.value:g}x the unpruned model's speed"
         return f"keeping {self.value:g} of the {'MACs' if self.kind == 'macs' else 'parameters'}"
 
     def tag(self) -> str:
-        """Short form for run names: r0.5, macs0.62, params0.4."""
+        """Short form for run names: r0.5, macs0.62, params0.4, latency12.5, speedup2."""
         return f"{'r' if self.kind == 'ratio' else self.kind}{self.value:g}"
 
 
@@ -68,6 +98,7 @@ class PruneConfig:
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None
+    target_latency: float | None = None  # ms, predicted by the latency table `prune_model` is given
     normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = False
@@ -87,4 +118,4 @@ class PruneConfig:
         self.amount()
 
     def amount(self) -> Amount:
-        return Amount.choose(self.ratio, self.target_macs, self.target_params)
+        return Amount.choose(self.ratio, self.target_macs, self.target_params, self.target_latency)

@@ -34,3 +34,36 @@ def describe_device() -> dict[str, Any]:
         device["gpu"] = torch.cuda.get_device_name(0)
         device["cuda"] = torch.version.cuda
     return device
+
+
+def cpu_isa() -> str:
+    """The widest vector ISA the CPU offers for inference kernels: avx512-vnni, avx512, avx2, arm64-dotprod, arm64,
+    or the machine name where none of those is known."""
+    machine = platform.machine().lower()
+    try:
+        flags = set((_cpuinfo_field("flags") or _cpuinfo_field("Features") or "").split())
+    except OSError:
+        flags = set()
+    if machine in ("x86_64", "amd64"):
+        for flag, isa in (("avx512_vnni", "avx512-vnni"), ("avx512f", "avx512"), ("avx2", "avx2")):
+            if flag in flags:
+                return isa
+    if machine in ("aarch64", "arm64"):
+        return "arm64-dotprod" if "asimddp" in flags else "arm64"
+    return machine
+
+
+def cpu_model() -> str:
+    try:
+        return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return None

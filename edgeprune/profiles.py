@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomli_w
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import (
     ConfigDict,
@@ -168,6 +168,30 @@ class Gate:
         return self
 
 
+@dataclass(frozen=True, config=_STRICT)
+class LatencySettings:
+    """What pruning to a latency takes from the profile: the alignment of pruned widths, and which backend
+    versions a latency table may have been measured with (a PEP 440 range, e.g. ">=1.20")."""
+
+    round_to: StrictInt | None = None
+    backend_version: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LatencySettings:
+        _require(self.round_to is None or self.round_to >= 1, f"latency.round_to = {self.round_to} must be >= 1")
+        if self.backend_version is not None:
+            try:
+                SpecifierSet(self.backend_version)
+            except InvalidSpecifier:
+                _require(False, f"latency.backend_version = {self.backend_version!r} is not a range like '>=1.20'")
+        return self
+
+    def accepts(self, version: str | None) -> bool:
+        if self.backend_version is None:
+            return True
+        return version is not None and SpecifierSet(self.backend_version).contains(version, prereleases=True)
+
+
 @dataclass(frozen=True, config=_STRICT, kw_only=True)  # keyword-only: [tensorrt] can come before [gate]
 class Profile:
     name: StrictStr
@@ -176,6 +200,7 @@ class Profile:
     batch: BatchRange
     tensorrt: TensorRTSettings | None = None
     gate: Gate
+    latency: LatencySettings = dataclasses.field(default_factory=LatencySettings)
     source: Path | None = dataclasses.field(default=None, compare=False)  # the file read; never a key in it
 
     @field_validator("name")
@@ -208,7 +233,13 @@ class Profile:
 
 
 _PROFILE = TypeAdapter(Profile)
-_SECTIONS: dict[str, type] = {"backend": Backend, "batch": BatchRange, "tensorrt": TensorRTSettings, "gate": Gate}
+_SECTIONS: dict[str, type] = {
+    "backend": Backend,
+    "batch": BatchRange,
+    "tensorrt": TensorRTSettings,
+    "gate": Gate,
+    "latency": LatencySettings,
+}
 _FILE_KEYS = tuple(f.name for f in dataclasses.fields(Profile) if f.name != "source")
 _EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number"}
 

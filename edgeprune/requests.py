@@ -37,6 +37,11 @@ class PruneRequest:
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None
+    target_latency: float | None = None  # ms on `target` (default: the profile's), as its latency table predicts
+    target_speedup: float | None = None  # over the unpruned model's measured latency
+    profile: str | None = None  # for latency targets; default: by target, as export chooses
+    target: str | None = None  # the engine whose latency counts; default: the profile's
+    latency_table: Path | None = None  # default: the workspace's table for model, profile and target (made if none)
     calib_batches: int = 4
     batch_size: int = 32
     lr: float = 1e-4
@@ -66,7 +71,7 @@ class PruneRequest:
     def from_json(cls, data: dict[str, Any]) -> PruneRequest:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("data", "checkpoint"):
+        for key in ("data", "checkpoint", "latency_table"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])
         return cls(**values)
@@ -81,7 +86,27 @@ class PruneRequest:
             raise EdgepruneError("--checkpoint and --random-init exclude each other: give one")
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise EdgepruneError(f"checkpoint {self.checkpoint} does not exist")
+        self._check_latency_options()
         return spec
+
+    def _check_latency_options(self) -> None:
+        if not self.amount().needs_latency_table:
+            given = [f"--{n.replace('_', '-')}" for n in ("profile", "target", "latency_table") if getattr(self, n)]
+            if given:
+                raise EdgepruneError(f"{', '.join(given)} apply to --target-latency or --target-speedup only")
+            return
+        if self.steps > 1:
+            raise EdgepruneError("--target-latency and --target-speedup prune in one step: leave out --steps")
+        if self.target is not None:
+            from edgeprune.targets import resolve_target
+
+            resolve_target(self.target)
+        if self.profile is not None:
+            from edgeprune.profiles import find_profile
+
+            find_profile(self.profile)
+        if self.latency_table is not None and not self.latency_table.is_file():
+            raise EdgepruneError(f"latency table {self.latency_table} does not exist")
 
     def _check_training(self) -> None:
         for name in ("baseline_epochs", "epochs"):
@@ -131,6 +156,7 @@ class PruneRequest:
             round_to=self.round_to,
             target_macs=self.target_macs,
             target_params=self.target_params,
+            target_latency=self.target_latency,
             normalization=self.normalization,
             max_share=self.max_share,
             compensate=self.compensate and self.has_learnt("pruned"),  # a random model has nothing to keep
@@ -138,7 +164,7 @@ class PruneRequest:
         )
 
     def amount(self) -> Amount:
-        return Amount.choose(self.ratio, self.target_macs, self.target_params)
+        return Amount.choose(self.ratio, self.target_macs, self.target_params, self.target_latency, self.target_speedup)
 
     def default_run_name(self) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

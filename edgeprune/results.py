@@ -94,6 +94,29 @@ class BlockChange(Result):
     after: Widths
 
 
+class LatencyAttempt(Result):
+    aim_ms: float  # the latency the table was asked for
+    predicted_ms: float
+    measured_ms: float | None  # None where the target cannot run here
+
+
+class LatencyOutcome(Result):
+    """Pruning to a latency: the goal, the table's prediction and the pruned model measured on the target."""
+
+    goal_ms: float
+    asked: str  # "--target-latency 40" or "--target-speedup 2"
+    target: str
+    profile: str
+    batch: int
+    threads: int | None
+    table: str  # its path
+    table_error_pct: float  # the table's median error on its held-out probes
+    unpruned_ms: float  # the unpruned model, measured whole when the table was made
+    predicted_ms: float
+    measured_ms: float | None
+    attempts: list[LatencyAttempt]
+
+
 class PruneReport(Result):
     """pruned/prune_report.json: what was asked, how it was decided, and what came out."""
 
@@ -116,6 +139,7 @@ class PruneReport(Result):
     achieved: Achieved
     blocks: list[BlockChange]
     steps: list[dict[str, Any]] | None = None  # per step, when pruned in several
+    latency: LatencyOutcome | None = None  # when pruned to a latency
 
 
 DOMINANT_SHARE = 0.5  # a model that gives one class to more than this share of the images is flagged

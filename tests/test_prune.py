@@ -175,7 +175,7 @@ def test_unsupported_models_and_bad_config() -> None:
 def _groups(model: torch.nn.Module, spec: ModelSpec) -> tuple:
     adapter = adapter_for(model, spec.timm_name)
     adapter.prepare(model)
-    graph = pruner._build_graph(model, adapter)
+    graph = pruner.build_graph(model, adapter)
     return adapter, pruner.find_groups(model, graph, adapter, build_importance("l2", model, BATCHES))
 
 

@@ -46,6 +46,11 @@ def prune(
     round_to: o.RoundTo = D.round_to,
     target_macs: o.TargetMacs = D.target_macs,
     target_params: o.TargetParams = D.target_params,
+    target_latency: o.TargetLatency = D.target_latency,
+    target_speedup: o.TargetSpeedup = D.target_speedup,
+    profile: o.LatencyProfile = D.profile,
+    target: o.LatencyTarget = None,
+    latency_table: o.LatencyTablePath = D.latency_table,
     normalization: o.NormalizationOpt = _NORMALIZATION,
     max_share: o.MaxShare = D.max_share,
     compensate: o.Compensate = D.compensate,
@@ -80,6 +85,11 @@ def prune(
         --ratio 0.5 --metric hessian --baseline-epochs 1 --epochs 1
 
       edgeprune prune --model vit-micro --random-init --baseline-epochs 20 --epochs 5
+
+    To a latency on a hardware profile (the latency table is measured first when the workspace has none):
+
+      edgeprune prune --model deit-small --random-init --epochs 0 --target-speedup 2 --profile cpu-x86 \\
+        --target ort-cpu
 
       edgeprune prune --resume --run my-run
 

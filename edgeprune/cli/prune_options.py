@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from edgeprune.cli.app import Augmentation, Metric, Normalization, open_range
-from edgeprune.cli.choices import complete_models
+from edgeprune.cli.app import Augmentation, Metric, Normalization, TargetName, open_range
+from edgeprune.cli.choices import complete_models, profile_option
 from edgeprune.config import AMOUNT_RANGE
 
 _fraction = open_range(*AMOUNT_RANGE)
@@ -136,4 +136,31 @@ NewRun = Annotated[str | None, typer.Option("--run", help="Name of the new run (
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Continue an interrupted run with its saved options (other options are ignored)."),
+]
+TargetLatency = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        help="Prune to this p50 latency in ms on --target at the profile's batch and threads, as the latency table "
+        "predicts it; the pruned model is then measured (and pruned again, aimed better, if it misses by over 5%).",
+    ),
+]
+TargetSpeedup = Annotated[
+    float | None,
+    typer.Option(min=1, help="Prune to this speed-up over the unpruned model's measured latency (e.g. 2)."),
+]
+LatencyProfile = profile_option(
+    "the batch, threads and alignment of latency targets \\[default: cpu-x86 / cpu-arm64, server-gpu for GPU targets]."
+)
+LatencyTarget = Annotated[
+    TargetName | None,
+    typer.Option("--target", help="The engine whose latency counts \\[default: the profile's default target]."),
+]
+LatencyTablePath = Annotated[
+    Path | None,
+    typer.Option(
+        help="A latency table (from `edgeprune latency-table`, e.g. measured on the device) \\[default: the "
+        "workspace's for this model, profile and target, measured first when there is none].",
+        show_default=False,
+    ),
 ]

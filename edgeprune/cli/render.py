@@ -14,7 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeprune.cli.app import say
-from edgeprune.results import BenchReport, BenchTable, BuildRecord, ParityReport, PruneReport, StageMetrics
+from edgeprune.latency.table import LatencyTable
+from edgeprune.results import (
+    BenchReport,
+    BenchTable,
+    BuildRecord,
+    LatencyOutcome,
+    ParityReport,
+    PruneReport,
+    StageMetrics,
+)
 from edgeprune.runs import STAGES, RunSummary
 
 _WIDTHS = ("embed_dim", "heads", "head_dim", "mlp_hidden")
@@ -71,6 +80,35 @@ def print_prune_summary(console: Console, run_name: str, report: PruneReport, me
     ]
     columns = ("block", "embed", "heads", "head dim", "MLP hidden")
     print_table(console, _table("per-block widths (before -> after)", columns, blocks, right=True))
+    if report.latency is not None:
+        print_latency_outcome(console, report.latency)
+
+
+def print_latency_outcome(console: Console, outcome: LatencyOutcome) -> None:
+    def ms(value: float | None) -> str:
+        return "not measured" if value is None else f"{value:.2f}"
+
+    rows = [(str(i), ms(a.aim_ms), ms(a.predicted_ms), ms(a.measured_ms)) for i, a in enumerate(outcome.attempts, 1)]
+    title = (
+        f"latency on {outcome.target} ({outcome.asked}: goal {outcome.goal_ms:.2f} ms, unpruned "
+        f"{outcome.unpruned_ms:.2f} ms; profile {outcome.profile}, batch {outcome.batch})"
+    )
+    columns = ("attempt", "aimed (ms)", "predicted (ms)", "measured (ms)")
+    print_table(console, _table(title, columns, rows, right=True))
+
+
+def print_latency_table(console: Console, table: LatencyTable, path: Path) -> None:
+    e, r = table.error, table.reference
+    rows = [
+        ("measured for", table.describe()),
+        ("probes", f"{len(table.probes)} ({e.held_out_points} held back from the fit), {table.seconds:.0f} s"),
+        ("fit error, held-back probes", f"median {e.median_pct:.1f}%, max {e.max_pct:.1f}%"),
+        ("fit error, fitted probes", f"median {e.fit_median_pct:.1f}%"),
+        ("unpruned model", f"measured {r.p50_ms:.2f} ms, fit {r.fitted_ms:.2f} ms (predictions scaled by "
+         f"{table.scale:.3f})"),
+    ]  # fmt: skip
+    print_table(console, _table("latency table", ("", ""), rows, wrap=("",)))
+    say(console, f"table: {path}")
 
 
 def print_export(

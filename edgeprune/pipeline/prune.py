@@ -31,6 +31,7 @@ from edgeprune.models.artifact import build_from_description, describe, load_des
 from edgeprune.models.loading import create_task_model
 from edgeprune.models.registry import ModelSpec
 from edgeprune.pipeline.context import RunData, load_dataset, resolve_data_root, versions
+from edgeprune.pipeline.latency import LatencyGoal, latency_goal, prune_to_latency
 from edgeprune.pipeline.recovery import merge_step_reports, step_config, teacher_model
 from edgeprune.pipeline.stages import evaluate_stage, record_stage, train_model
 from edgeprune.progress import Reporter
@@ -161,14 +162,26 @@ def _calibration(
 
 
 def _prune_step(
-    model: nn.Module, spec: ModelSpec, request: PruneRequest, step: int, reports: list[PruneReport], batches: Any
-) -> None:
-    """Step `step` of the pruning, on rank 0: its report joins `reports`."""
+    model: nn.Module,
+    spec: ModelSpec,
+    request: PruneRequest,
+    step: int,
+    reports: list[PruneReport],
+    batches: Any,
+    goal: LatencyGoal | None,
+    reporter: Reporter,
+) -> nn.Module:
+    """Step `step` of the pruning, on rank 0: its report joins `reports`; returns the pruned model."""
+    if goal is not None:  # one step (checked): prune copies until one measures close to the goal
+        pruned, report = prune_to_latency(model, spec.timm_name, request.prune_config(), batches, goal, reporter)
+        reports.append(report)
+        return pruned
     kept = {
         "macs": math.prod(r.achieved.macs_kept for r in reports),
         "params": math.prod(r.achieved.params_kept for r in reports),
     }
     reports.append(prune_model(model, spec.timm_name, step_config(request, step, request.steps, kept), batches))
+    return model
 
 
 def _model_of_rank0(run: Run, model: nn.Module) -> nn.Module:
@@ -190,7 +203,9 @@ def _model_of_rank0(run: Run, model: nn.Module) -> nn.Module:
     return rebuilt
 
 
-def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter) -> None:
+def _pruned_stage(
+    run: Run, spec: ModelSpec, data: RunData, request: PruneRequest, reporter: Reporter, goal: LatencyGoal | None
+) -> None:
     """Rank 0 prunes; under torchrun, the recovery steps between pruning steps train on every process."""
     start = time.perf_counter()
     world = current()
@@ -200,7 +215,10 @@ def _pruned_stage(run: Run, spec: ModelSpec, data: RunData, request: PruneReques
     teacher = copy.deepcopy(model).eval() if request.distill and request.steps > 1 else None
     reports: list[PruneReport] = []
     for step in range(1, request.steps + 1):
-        world.on_main(partial(_prune_step, model, spec, request, step, reports, batches), share=False)
+        pruned = world.on_main(
+            partial(_prune_step, model, spec, request, step, reports, batches, goal, reporter), share=False
+        )
+        model = pruned if world.is_main else model
         if step < request.steps and request.recovery_steps:
             model = _model_of_rank0(run, model)
             recovery = run.dir / "checkpoints" / f"recovery-{step}.pt"
@@ -333,6 +351,9 @@ def _prune(
     if run is None or not run.has_stage("baseline"):
         # Load weights before creating the run, so a bad checkpoint leaves nothing behind.
         initial = world.main_first(lambda: _initial_model(spec, len(dataset.classes), request))
+    goal = None  # before any training: a table measured elsewhere is refused at once, a missing one measured now
+    if request.amount().needs_latency_table and (run is None or not run.has_stage("pruned")):
+        goal = world.on_main(lambda: latency_goal(request, spec, workspace.root, reporter), share=False)
     with contextlib.ExitStack() as lock:  # rank 0 holds the run's lock while the run is written
         if run is None:
             run = world.on_main(lambda: _create_run(request, spec, data_root, data, workspace, run_name, reporter))
@@ -345,7 +366,7 @@ def _prune(
         if not run.has_stage("baseline"):
             _baseline_stage(run, initial, spec, data, request, workspace, reporter)
         if not run.has_stage("pruned"):
-            _pruned_stage(run, spec, data, request, reporter)
+            _pruned_stage(run, spec, data, request, reporter, goal)
         if not run.has_stage("finetuned"):
             _finetuned_stage(run, data, request, reporter)
         world.on_main(lambda: _finish(run, workspace), share=False)

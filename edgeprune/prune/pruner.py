@@ -9,9 +9,10 @@ computes what the original computes with the pruned units masked: attention keep
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch_pruning as tp
@@ -19,6 +20,7 @@ from torch import nn
 
 from edgeprune.config import PruneConfig, resolve_normalization
 from edgeprune.errors import EdgepruneError
+from edgeprune.latency.widths import Widths
 from edgeprune.models.attention import attention_modules
 from edgeprune.prune.adapters import FamilyAdapter, adapter_for
 from edgeprune.prune.compensate import Cuts, measure_compensation
@@ -34,6 +36,9 @@ from edgeprune.prune.selection import (
     removal_sequence,
 )
 from edgeprune.results import PruneReport
+
+if TYPE_CHECKING:
+    from edgeprune.latency.table import LatencyTable
 
 _SEARCH_STEPS = 24
 _TARGET_TOLERANCE = 0.01
@@ -55,7 +60,7 @@ def block_widths(model: nn.Module) -> list[dict[str, int]]:
     return widths
 
 
-def _build_graph(model: nn.Module, adapter: FamilyAdapter) -> tp.DependencyGraph:
+def build_graph(model: nn.Module, adapter: FamilyAdapter) -> tp.DependencyGraph:
     return tp.DependencyGraph().build_dependency(
         model,
         example_inputs=torch.zeros(1, 3, *input_size(model)),
@@ -67,6 +72,8 @@ def _build_graph(model: nn.Module, adapter: FamilyAdapter) -> tp.DependencyGraph
 
 @torch.no_grad()
 def _token_count(model: nn.Module) -> int:
+    if not len(model.blocks):  # a latency probe of the fixed parts alone
+        return int(model.patch_embed.num_patches) + int(getattr(model, "num_prefix_tokens", 1))
     seen: list[int] = []
     handle = model.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
     try:
@@ -157,7 +164,7 @@ def apply_plan(
 
     With calibration batches, what the removed units contributed on average is folded back (see `compensate`).
     """
-    graph = _build_graph(model, adapter)
+    graph = build_graph(model, adapter)
     modules = dict(model.named_modules())
     removals = [(g, idxs) for g in groups if (idxs := _removed_indices(g, plan))]
     compensation = None
@@ -179,6 +186,41 @@ def apply_plan(
     adapter.finish(model, kept_heads, num_heads)
 
 
+_BLOCK_INDEX = re.compile(r"^blocks\.(\d+)\.")
+
+
+def _block_of(group: PrunableGroup) -> int | None:
+    found = _BLOCK_INDEX.match(group.root)
+    return int(found.group(1)) if found else None
+
+
+def planned_widths(groups: Sequence[PrunableGroup], plan: Plan, blocks: Sequence[dict[str, int]]) -> list[Widths]:
+    """The block widths `plan` leaves (`blocks`: the widths before, as `block_widths` gives them)."""
+    widths = [dict(b) for b in blocks]
+    for group in groups:
+        units, heads = len(plan.units_removed.get(group.root, [])), len(plan.heads_removed.get(group.root, []))
+        index = _block_of(group)
+        if group.kind == "embedding":
+            for w in widths:
+                w["embed_dim"] -= units
+        elif group.kind == "mlp" and index is not None:
+            widths[index]["mlp_hidden"] -= units
+        elif group.kind == "attention" and index is not None:
+            widths[index]["heads"] -= heads
+            widths[index]["head_dim"] -= units
+    return [Widths.from_block(w) for w in widths]
+
+
+def _set_unit_latency(groups: Sequence[PrunableGroup], blocks: Sequence[dict[str, int]], table: LatencyTable) -> None:
+    embedding, per_block = table.unit_latency([Widths.from_block(b) for b in blocks])
+    for group in groups:
+        index = _block_of(group)
+        if group.kind == "embedding":
+            group.unit_latency = embedding
+        elif index is not None and group.kind in ("attention", "mlp"):
+            group.unit_latency = per_block[index][group.kind]
+
+
 _FLOORS = "the floors (embedding >= 8 channels, heads >= 4 dims, at least one head)"
 
 
@@ -190,6 +232,7 @@ class _Candidates:
     adapter: FamilyAdapter
     groups: Sequence[PrunableGroup]
     sequence: Sequence[Move]
+    blocks: Sequence[dict[str, int]]  # the widths before
 
     def measure(self, length: int, measure: Callable[[nn.Module], int]) -> int:
         """`measure` of a copy pruned by the first `length` removals."""
@@ -197,10 +240,17 @@ class _Candidates:
         apply_plan(trial, self.adapter, self.groups, plan_from_prefix(self.groups, self.sequence, length))
         return measure(trial)
 
+    def predict_ms(self, length: int, table: LatencyTable) -> float:
+        """Predicted latency after the first `length` removals (from the widths: nothing is pruned)."""
+        return table.predict_ms(
+            planned_widths(self.groups, plan_from_prefix(self.groups, self.sequence, length), self.blocks)
+        )
 
-def _search_prefix(c: _Candidates, measure: Callable[[nn.Module], int], target: int, what: str, before: int) -> int:
-    """The prefix whose pruned model keeps closest to `target` (MACs or params), which fall as the prefix grows."""
-    smallest = c.measure(len(c.sequence), measure)
+
+def _search_prefix(c: _Candidates, measure: Callable[[int], float], target: float, what: str, before: float) -> int:
+    """The prefix whose pruned model keeps closest to `target` (MACs, params or latency), which fall as the prefix
+    grows; `measure(length)` gives it for a prefix."""
+    smallest = measure(len(c.sequence))
     if smallest > target * (1 + _TARGET_TOLERANCE):
         raise EdgepruneError(
             f"cannot keep only {target / before:.3f} of the {what}: {_FLOORS} leave at least "
@@ -212,7 +262,7 @@ def _search_prefix(c: _Candidates, measure: Callable[[nn.Module], int], target: 
         if high - low <= 1:
             break
         middle = (low + high) // 2
-        value = c.measure(middle, measure)
+        value = measure(middle)
         if abs(value - target) < abs(best[1] - target):
             best = (middle, value)
         if abs(value / target - 1) <= _TARGET_TOLERANCE / 4:
@@ -221,12 +271,18 @@ def _search_prefix(c: _Candidates, measure: Callable[[nn.Module], int], target: 
     return best[0]
 
 
-def _prefix_for_amount(c: _Candidates, config: PruneConfig, before: dict[str, Any]) -> int:
-    """How many of the ranked removals the requested amount (ratio, MACs or params target) takes."""
+def _prefix_for_amount(c: _Candidates, config: PruneConfig, before: dict[str, Any], table: LatencyTable | None) -> int:
+    """How many of the ranked removals the requested amount (ratio, MACs, params or latency target) takes."""
     amount = config.amount()
+    if amount.kind == "latency":
+        if table is None:
+            raise EdgepruneError("pruning to a latency needs a latency table")
+        unpruned = c.predict_ms(0, table)
+        return _search_prefix(c, lambda n: c.predict_ms(n, table), amount.value, "latency", unpruned)
     if amount.kind != "ratio":
-        measure, what = (count_macs, "MACs") if amount.kind == "macs" else (count_params, "parameters")
-        return _search_prefix(c, measure, int(amount.value * before[amount.kind]), what, before[amount.kind])
+        counter, what = (count_macs, "MACs") if amount.kind == "macs" else (count_params, "parameters")
+        target = int(amount.value * before[amount.kind])
+        return _search_prefix(c, lambda n: c.measure(n, counter), target, what, before[amount.kind])
     units_total = sum(g.size for g in c.groups)
     length = prefix_for_ratio(c.sequence, units_total, amount.value)
     reachable = sum(m.units for m in c.sequence) / units_total
@@ -243,8 +299,17 @@ def _measures(model: nn.Module) -> dict[str, Any]:
     return {"macs": count_macs(model), "params": count_params(model), "blocks": block_widths(model)}
 
 
-def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_batches: Sequence[Batch]) -> PruneReport:
-    """Prune `model` in place; returns the prune report (MACs, params, units and per-block widths before and after)."""
+def prune_model(
+    model: nn.Module,
+    timm_name: str,
+    config: PruneConfig,
+    calib_batches: Sequence[Batch],
+    latency_table: LatencyTable | None = None,
+) -> PruneReport:
+    """Prune `model` in place; returns the prune report (MACs, params, units and per-block widths before and after).
+
+    With a latency table, units are ranked by importance per ms they save, and a latency target is met as the table
+    predicts it (`pipeline.latency` measures the result)."""
     config.validate()
     adapter = adapter_for(model, timm_name)
     before = _measures(model)
@@ -252,8 +317,10 @@ def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_bat
 
     adapter.prepare(model)
     importance = build_importance(config.metric, model, calib_batches)
-    groups = find_groups(model, _build_graph(model, adapter), adapter, importance)
+    groups = find_groups(model, build_graph(model, adapter), adapter, importance)
     model.zero_grad(set_to_none=True)
+    if latency_table is not None:
+        _set_unit_latency(groups, before["blocks"], latency_table)
     sequence = removal_sequence(
         groups,
         normalization=normalization,
@@ -262,7 +329,8 @@ def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_bat
         max_share=config.max_share,
         floors=Floors.for_config(config.round_to, config.allow_narrow),
     )
-    length = _prefix_for_amount(_Candidates(model, adapter, groups, sequence), config, before)
+    candidates = _Candidates(model, adapter, groups, sequence, before["blocks"])
+    length = _prefix_for_amount(candidates, config, before, latency_table)
     plan = plan_from_prefix(groups, sequence, length)
     apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else ())
     after = _measures(model)
@@ -276,6 +344,7 @@ def prune_model(model: nn.Module, timm_name: str, config: PruneConfig, calib_bat
                 "ratio": config.ratio,
                 "target_macs": config.target_macs,
                 "target_params": config.target_params,
+                "target_latency": config.target_latency,
             },
             "prune_heads": config.prune_heads,
             "round_to": config.round_to,

@@ -10,6 +10,10 @@ budget. A lazy priority queue takes the globally cheapest move next, where "chea
 - ``mean`` / ``max``: per-unit importance divided by the group's mean / max (torch-pruning's default is mean);
 - ``cost``: importance per multiply-accumulate removed, so a unit that costs much compute may go sooner.
 
+When pruning to a latency, each group also knows the latency one of its units costs (from a latency table), and
+every key is divided by it: importance per millisecond saved, whatever the normalisation (``cost`` then uses the
+latency instead of the MACs).
+
 The moves form one sequence: first within the balance cap (no group loses more than `max_share` of its units),
 then, only when the budget needs it, down to the hard floors. A plan is a prefix of that sequence, so a larger
 ratio always removes a superset of units and never gives a larger model.
@@ -42,6 +46,7 @@ class PrunableGroup:
     unit_macs: float
     attention: str | None = None
     pruning_fn: Any = None  # torch-pruning's handler for the root layer
+    unit_latency: float | None = None  # ms one unit costs, when pruning to a latency
 
     @property
     def size(self) -> int:
@@ -156,11 +161,14 @@ class _GroupState:
 def _key(state: _GroupState, stream: str, indices: tuple[int, ...], normalization: str) -> float:
     units = state.units_of(stream, indices)
     per_unit = state.importance(stream, indices) / max(units, 1)
+    latency = state.group.unit_latency
+    if latency is not None:
+        per_unit /= max(latency, _EPS)
     if normalization == "mean":
         return per_unit / state.mean
     if normalization == "max":
         return per_unit / state.max
-    if normalization == "cost":
+    if normalization == "cost" and latency is None:
         return per_unit / max(state.group.unit_macs, _EPS)
     return per_unit
 

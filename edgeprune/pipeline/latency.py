@@ -1,0 +1,148 @@
+"""Pruning to a latency: the latency table (cached in the workspace, measured when missing, refused when measured
+for other conditions), and a closed loop that measures the pruned model on the target and corrects the aim."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from edgeprune.config import PruneConfig
+from edgeprune.latency.build import build_table, table_key, unpruned_model
+from edgeprune.latency.measure import measure_p50
+from edgeprune.latency.table import LatencyTable, load_table, table_path
+from edgeprune.latency.widths import model_widths
+from edgeprune.models.registry import ModelSpec
+from edgeprune.pipeline.export import default_profile
+from edgeprune.profiles import Profile, load_profile
+from edgeprune.progress import Reporter
+from edgeprune.prune.pruner import prune_model
+from edgeprune.requests import PruneRequest
+from edgeprune.results import LatencyAttempt, LatencyOutcome, PruneReport
+from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
+
+MAX_ATTEMPTS = 3
+TOLERANCE = 0.05  # measured within 5% of the goal: done
+
+
+@dataclass(frozen=True)
+class LatencyGoal:
+    goal_ms: float
+    asked: str
+    profile: Profile
+    target: Target
+    table: LatencyTable
+    table_path: Path
+
+
+def profile_and_target(profile_name: str | None, target_name: str | None) -> tuple[Profile, Target]:
+    """The profile asked for (default: as export picks one for the target), and its default target unless one is
+    asked for."""
+    if profile_name is not None:
+        profile = load_profile(profile_name)
+        return profile, resolve_target(target_name or profile.default_target)
+    target = resolve_target(target_name or DEFAULT_TARGET)
+    return default_profile(target), target
+
+
+def ensure_table(
+    spec: ModelSpec,
+    profile: Profile,
+    target: Target,
+    workspace_root: Path,
+    reporter: Reporter,
+    *,
+    path: Path | None = None,
+    force: bool = False,
+    probes: int | None = None,
+) -> tuple[LatencyTable, Path]:
+    """The table for `spec` on `target` with `profile`: `path` if given (refused when measured elsewhere), else the
+    workspace's, measured now when there is none (or `force`)."""
+    wanted = table_key(spec, unpruned_model(spec), profile, target)
+    if path is not None:
+        return load_table(path, wanted, profile), path
+    cached = table_path(workspace_root, spec.timm_name, profile, target)
+    if cached.is_file() and not force:
+        return load_table(cached, wanted, profile), cached
+    reporter.info(f"latency table: measuring {spec.timm_name} on {target.name} for profile {profile.name}")
+    table = build_table(spec, profile, target, reporter, **({"probes": probes} if probes else {}))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    table.write(cached)
+    return table, cached
+
+
+def latency_goal(request: PruneRequest, spec: ModelSpec, workspace_root: Path, reporter: Reporter) -> LatencyGoal:
+    profile, target = profile_and_target(request.profile, request.target)
+    table, path = ensure_table(spec, profile, target, workspace_root, reporter, path=request.latency_table)
+    if request.target_speedup is not None:
+        goal, asked = table.unpruned_ms / request.target_speedup, f"--target-speedup {request.target_speedup:g}"
+    else:
+        assert request.target_latency is not None
+        goal, asked = request.target_latency, f"--target-latency {request.target_latency:g}"
+    reporter.info(
+        f"latency goal {goal:.2f} ms on {target.name} (unpruned {table.unpruned_ms:.2f} ms; table {path}, "
+        f"median error {table.error.median_pct:.1f}% on held-out probes)"
+    )
+    return LatencyGoal(goal, asked, profile, target, table, path)
+
+
+def _measured(model: nn.Module, goal: LatencyGoal) -> float | None:
+    key = goal.table.key
+    if goal.target.tensorrt_engine:
+        from edgeprune.export.tensorrt import tensorrt_available
+
+        if not tensorrt_available():
+            return None  # pruning off the device: the table's prediction is what there is
+    return measure_p50(model, goal.target, goal.profile, key.batch, key.threads_used)
+
+
+def prune_to_latency(
+    model: nn.Module,
+    timm_name: str,
+    config: PruneConfig,
+    batches: Any,
+    goal: LatencyGoal,
+    reporter: Reporter,
+) -> tuple[nn.Module, PruneReport]:
+    """Prune a copy of `model` to the goal as the table predicts it, measure it, and aim again (by the ratio of
+    goal to measured) until it lands within TOLERANCE or MAX_ATTEMPTS are spent; the closest attempt wins."""
+    config = replace(config, round_to=config.round_to or goal.profile.latency.round_to)
+    aim, attempts, best = goal.goal_ms, [], None
+    for _ in range(MAX_ATTEMPTS):
+        trial = copy.deepcopy(model)
+        report = prune_model(trial, timm_name, replace(config, target_latency=aim), batches, goal.table)
+        predicted = goal.table.predict_ms(model_widths(trial))
+        measured = _measured(trial, goal)
+        attempts.append(LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=measured))
+        reporter.info(
+            f"latency: aimed at {aim:.2f} ms, predicted {predicted:.2f} ms, "
+            + (f"measured {measured:.2f} ms" if measured is not None else "not measurable here")
+            + f" (goal {goal.goal_ms:.2f} ms)"
+        )
+        landed = measured if measured is not None else predicted
+        if best is None or abs(landed - goal.goal_ms) < abs(best[2] - goal.goal_ms):
+            best = (trial, report, landed, predicted, measured)
+        if measured is None or abs(measured / goal.goal_ms - 1) <= TOLERANCE:
+            break
+        aim *= goal.goal_ms / measured
+    assert best is not None
+    trial, report, _, predicted, measured = best
+    key = goal.table.key
+    report.latency = LatencyOutcome(
+        goal_ms=goal.goal_ms,
+        asked=goal.asked,
+        target=goal.target.name,
+        profile=goal.profile.name,
+        batch=key.batch,
+        threads=key.threads_used,
+        table=str(goal.table_path),
+        table_error_pct=goal.table.error.median_pct,
+        unpruned_ms=goal.table.unpruned_ms,
+        predicted_ms=predicted,
+        measured_ms=measured,
+        attempts=attempts,
+    )
+    return trial, report

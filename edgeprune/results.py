@@ -98,6 +98,14 @@ class LatencyAttempt(Result):
     aim_ms: float  # the latency the table was asked for
     predicted_ms: float
     measured_ms: float | None  # None where the target cannot run here
+    # --target-speedup: the unpruned model measured beside it, so that the speed-up is one of a single moment
+    unpruned_measured_ms: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.measured_ms is None or self.unpruned_measured_ms is None:
+            return None
+        return self.unpruned_measured_ms / self.measured_ms
 
 
 class LatencyOutcome(Result):
@@ -114,6 +122,7 @@ class LatencyOutcome(Result):
     unpruned_ms: float  # the unpruned model, measured whole when the table was made
     predicted_ms: float
     measured_ms: float | None
+    speedup: float | None = None  # --target-speedup: measured beside the unpruned model
     attempts: list[LatencyAttempt]
 
 

@@ -88,12 +88,21 @@ def print_latency_outcome(console: Console, outcome: LatencyOutcome) -> None:
     def ms(value: float | None) -> str:
         return "not measured" if value is None else f"{value:.2f}"
 
-    rows = [(str(i), ms(a.aim_ms), ms(a.predicted_ms), ms(a.measured_ms)) for i, a in enumerate(outcome.attempts, 1)]
+    rows = [
+        (
+            str(i),
+            ms(a.aim_ms),
+            ms(a.predicted_ms),
+            ms(a.measured_ms),
+            "" if a.speedup is None else f"{a.speedup:.2f}x (unpruned {a.unpruned_measured_ms:.2f} ms)",
+        )
+        for i, a in enumerate(outcome.attempts, 1)
+    ]
     title = (
         f"latency on {outcome.target} ({outcome.asked}: goal {outcome.goal_ms:.2f} ms, unpruned "
         f"{outcome.unpruned_ms:.2f} ms; profile {outcome.profile}, batch {outcome.batch})"
     )
-    columns = ("attempt", "aimed (ms)", "predicted (ms)", "measured (ms)")
+    columns = ("attempt", "aimed (ms)", "predicted (ms)", "measured (ms)", "measured speed-up")
     print_table(console, _table(title, columns, rows, right=True))
 
 

@@ -19,9 +19,12 @@ PROBE_CLASSES = 7
 def probe_model(spec: ModelSpec, depth: int, widths: Widths) -> nn.Module:
     kwargs = dict(spec.create_kwargs, num_classes=PROBE_CLASSES, depth=depth)
     if depth == 0:  # the fixed parts alone: made at the width (torch-pruning cannot trace a model with no block)
-        return timm.create_model(spec.timm_name, pretrained=False, **kwargs, embed_dim=widths.embed).eval()
+        kwargs.update(embed_dim=widths.embed)
+        return timm.create_model(spec.timm_name, pretrained=False, **kwargs).eval()
     model = timm.create_model(spec.timm_name, pretrained=False, **kwargs).eval()
     full = _full_widths(model)
+    if any(getattr(widths, k) > getattr(full, k) for k in ("embed", "heads", "head_dim", "mlp")):
+        raise ValueError(f"probe widths {widths} exceed the model's {full}")
     adapter = adapter_for(model, spec.timm_name)
     adapter.prepare(model)
     groups = find_groups(model, build_graph(model, adapter), adapter, scorer("l2"))

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from edgeprune.config import PruneConfig
+from edgeprune.errors import EdgepruneError
 from edgeprune.latency.build import build_table, table_key, unpruned_model
 from edgeprune.latency.measure import measure_p50
 from edgeprune.latency.table import LatencyTable, load_table, table_path
@@ -32,6 +33,7 @@ TOLERANCE = 0.05  # measured within 5% of the goal: done
 class LatencyGoal:
     goal_ms: float
     asked: str
+    speedup: float | None  # --target-speedup: judged by speed-ups measured beside the unpruned model
     profile: Profile
     target: Target
     table: LatencyTable
@@ -86,7 +88,7 @@ def latency_goal(request: PruneRequest, spec: ModelSpec, workspace_root: Path, r
         f"latency goal {goal:.2f} ms on {target.name} (unpruned {table.unpruned_ms:.2f} ms; table {path}, "
         f"median error {table.error.median_pct:.1f}% on held-out probes)"
     )
-    return LatencyGoal(goal, asked, profile, target, table, path)
+    return LatencyGoal(goal, asked, request.target_speedup, profile, target, table, path)
 
 
 def _measured(model: nn.Module, goal: LatencyGoal) -> float | None:
@@ -97,6 +99,27 @@ def _measured(model: nn.Module, goal: LatencyGoal) -> float | None:
         if not tensorrt_available():
             return None  # pruning off the device: the table's prediction is what there is
     return measure_p50(model, goal.target, goal.profile, key.batch, key.threads_used)
+
+
+def _attempt(
+    original: nn.Module, trial: nn.Module, aim: float, goal: LatencyGoal, reporter: Reporter
+) -> tuple[LatencyAttempt, float]:
+    """Measure a pruned trial; returns it and the latency it counts as (a speed-up goal: the unpruned model is
+    measured just before it, and the trial counts as the table's unpruned latency over that speed-up)."""
+    predicted = goal.table.predict_ms(model_widths(trial))
+    unpruned = _measured(original, goal) if goal.speedup is not None else None
+    measured = _measured(trial, goal)
+    attempt = LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=measured, unpruned_measured_ms=unpruned)
+    counts_as = predicted if measured is None else measured
+    if attempt.speedup is not None:
+        counts_as = goal.table.unpruned_ms / attempt.speedup
+    reporter.info(
+        f"latency: aimed at {aim:.2f} ms, predicted {predicted:.2f} ms, "
+        + ("not measurable here" if measured is None else f"measured {measured:.2f} ms")
+        + (f" ({attempt.speedup:.2f}x the unpruned {unpruned:.2f} ms)" if attempt.speedup is not None else "")
+        + f"; goal {goal.goal_ms:.2f} ms"
+    )
+    return attempt, counts_as
 
 
 def prune_to_latency(
@@ -111,25 +134,24 @@ def prune_to_latency(
     goal to measured) until it lands within TOLERANCE or MAX_ATTEMPTS are spent; the closest attempt wins."""
     config = replace(config, round_to=config.round_to or goal.profile.latency.round_to)
     aim, attempts, best = goal.goal_ms, [], None
-    for _ in range(MAX_ATTEMPTS):
+    for number in range(MAX_ATTEMPTS):
         trial = copy.deepcopy(model)
-        report = prune_model(trial, timm_name, replace(config, target_latency=aim), batches, goal.table)
-        predicted = goal.table.predict_ms(model_widths(trial))
-        measured = _measured(trial, goal)
-        attempts.append(LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=measured))
-        reporter.info(
-            f"latency: aimed at {aim:.2f} ms, predicted {predicted:.2f} ms, "
-            + (f"measured {measured:.2f} ms" if measured is not None else "not measurable here")
-            + f" (goal {goal.goal_ms:.2f} ms)"
-        )
-        landed = measured if measured is not None else predicted
-        if best is None or abs(landed - goal.goal_ms) < abs(best[2] - goal.goal_ms):
-            best = (trial, report, landed, predicted, measured)
-        if measured is None or abs(measured / goal.goal_ms - 1) <= TOLERANCE:
+        try:
+            report = prune_model(trial, timm_name, replace(config, target_latency=aim), batches, goal.table)
+        except EdgepruneError as exc:
+            if not number:
+                raise
+            reporter.info(f"latency: cannot aim at {aim:.2f} ms ({exc}); keeping the closest attempt")
             break
-        aim *= goal.goal_ms / measured
+        attempt, counts_as = _attempt(model, trial, aim, goal, reporter)
+        attempts.append(attempt)
+        if best is None or abs(counts_as - goal.goal_ms) < abs(best[2] - goal.goal_ms):
+            best = (trial, report, counts_as, attempt)
+        if attempt.measured_ms is None or abs(counts_as / goal.goal_ms - 1) <= TOLERANCE:
+            break
+        aim *= goal.goal_ms / counts_as
     assert best is not None
-    trial, report, _, predicted, measured = best
+    trial, report, _, chosen = best
     key = goal.table.key
     report.latency = LatencyOutcome(
         goal_ms=goal.goal_ms,
@@ -141,8 +163,9 @@ def prune_to_latency(
         table=str(goal.table_path),
         table_error_pct=goal.table.error.median_pct,
         unpruned_ms=goal.table.unpruned_ms,
-        predicted_ms=predicted,
-        measured_ms=measured,
+        predicted_ms=chosen.predicted_ms,
+        measured_ms=chosen.measured_ms,
+        speedup=chosen.speedup,
         attempts=attempts,
     )
     return trial, report

@@ -1,0 +1,180 @@
+"""Latency tables (probes, fit, the conditions they were measured under) and pruning to a latency, on vit-micro."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.latency import measure
+from edgeprune.latency.build import table_key, unpruned_model
+from edgeprune.latency.fit import BLOCK_TERMS, TERMS, fit_coefficients, model_terms, relative_errors
+from edgeprune.latency.probes import probe_model
+from edgeprune.latency.table import LatencyTable, load_table
+from edgeprune.latency.widths import MIN_EMBED, Widths, grid, model_widths, sample_grid
+from edgeprune.models.registry import resolve_model
+from edgeprune.pipeline.latency import ensure_table
+from edgeprune.profiles import load_profile
+from edgeprune.progress import Reporter
+from edgeprune.targets import TARGETS
+from tests.conftest import tiny_request
+from tests.test_cli import assert_user_error, invoke
+
+MICRO = resolve_model("vit-micro")
+FULL = Widths(embed=96, heads=3, head_dim=32, mlp=384)
+
+
+@pytest.fixture(autouse=True)
+def _short_timings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(measure, "MIN_SECONDS", 0.05)  # correctness here, not timing quality
+    monkeypatch.setattr(measure, "MIN_ITERATIONS", 3)
+
+
+@pytest.fixture(scope="module")
+def micro_table(tmp_path_factory: pytest.TempPathFactory) -> tuple[LatencyTable, Path]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(measure, "MIN_SECONDS", 0.05)
+        patch.setattr(measure, "MIN_ITERATIONS", 3)
+        root = tmp_path_factory.mktemp("ws")
+        return ensure_table(MICRO, load_profile("cpu-x86"), TARGETS["ort-cpu"], root, Reporter(), probes=8)
+
+
+def test_grid_keeps_floors_and_starts_at_full_width() -> None:
+    levels = grid(FULL)
+    assert levels["embed"][0] == 96 and min(levels["embed"]) >= MIN_EMBED
+    assert all(w % 8 == 0 for w in levels["embed"] + levels["mlp"])
+    assert levels["heads"] == [3, 2, 1]
+    points = sample_grid(FULL, 10, seed=0)
+    assert points[0] == FULL and len(set(points)) == 10
+    assert points == sample_grid(FULL, 10, seed=0)
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_probe_has_the_widths_asked_for(depth: int) -> None:
+    widths = Widths(embed=64, heads=2, head_dim=24, mlp=256)
+    model = probe_model(MICRO, depth, widths)
+    assert model.patch_embed.proj.out_channels == 64
+    assert model_widths(model) == [widths] * depth
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 7)
+
+
+def test_fit_recovers_a_linear_latency_with_non_negative_terms() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.abs(rng.standard_normal(len(TERMS))) * np.array([1e-3, 0.05, 1e-6, 1e-3, 0.01, 1e-6, 1e-4, 1e-3, 0.2])
+    truth[TERMS.index("mlp")] = 0.0
+    rows = np.stack([model_terms(w.embed, [w, w]) for w in sample_grid(FULL, 30, seed=1)])
+    latencies = rows @ truth
+    fitted = fit_coefficients(rows, latencies)
+    assert (fitted >= 0).all()
+    assert np.abs(relative_errors(rows, latencies, fitted)).max() < 1e-3
+    assert len(BLOCK_TERMS) + 2 == len(TERMS)
+
+
+def test_table_measures_probes_and_predicts_monotone(micro_table) -> None:
+    table, path = micro_table
+    assert path.is_file() and LatencyTable.read(path).key == table.key
+    key = table.key
+    assert key.model == "vit_tiny_patch16_224" and key.depth == 4 and key.full == FULL.to_json()
+    assert (key.target, key.batch, key.threads, key.backend) == ("ort-cpu", 1, 4, "onnxruntime")
+    held_back = [p for p in table.probes if p.held_out]
+    assert len(held_back) == table.error.held_out_points >= 1
+    assert all(p.p50_ms > 0 for p in table.probes)
+    assert all(c >= 0 for c in table.coefficients)
+    full = [FULL] * 4
+    assert table.predict_ms(full) == pytest.approx(table.unpruned_ms)  # scaled to the whole model measured
+    narrower = [Widths(48, 3, 32, 384)] * 4
+    assert table.predict_ms(narrower) <= table.predict_ms(full)
+    assert table.predict_ms([Widths(96, 3, 32, 192)] * 4) <= table.predict_ms(full)
+
+
+def test_a_table_measured_for_other_conditions_is_refused(micro_table, tmp_path: Path) -> None:
+    table, path = micro_table
+    profile = load_profile("cpu-x86")
+    wanted = table_key(MICRO, unpruned_model(MICRO), profile, TARGETS["ort-cpu"])
+    assert load_table(path, wanted, profile).key == table.key
+    for field, value, said in [
+        ("batch", 8, "batch 8 (needed: 1)"),
+        ("threads", 2, "threads 2 (needed: 4)"),
+        ("device", "avx512-vnni Some Xeon", "measured on avx512-vnni Some Xeon"),
+        ("target", "ort-cpu-int8", "target ort-cpu-int8"),
+    ]:
+        data = json.loads(path.read_text())
+        data["key"][field] = value
+        foreign = tmp_path / f"{field}.json"
+        foreign.write_text(json.dumps(data))
+        with pytest.raises(EdgepruneError, match="measured for other conditions") as caught:
+            load_table(foreign, wanted, profile)
+        assert said in str(caught.value) and "edgeprune latency-table" in str(caught.value)
+    strict = tmp_path / "strict.toml"
+    strict.write_text(load_profile("cpu-x86").source.read_text() + '\n[latency]\nbackend_version = ">=99"\n')
+    with pytest.raises(EdgepruneError, match="needs >=99"):
+        load_table(path, wanted, load_profile(strict))
+
+
+def test_profile_latency_section_is_checked(tmp_path: Path) -> None:
+    base = load_profile("cpu-x86").source.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + '\n[latency]\nbackend_version = "newest"\n')
+    with pytest.raises(EdgepruneError, match="latency.backend_version"):
+        load_profile(bad)
+    assert load_profile("jetson-orin-nano").latency.round_to == 8
+
+
+def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table) -> None:
+    from edgeprune.config import PruneConfig
+    from edgeprune.prune.pruner import prune_model
+
+    table, _ = micro_table
+    torch.manual_seed(0)
+    model = unpruned_model(MICRO).eval()
+    goal = 0.6 * table.unpruned_ms
+    report = prune_model(model, MICRO.timm_name, PruneConfig(metric="l2", target_latency=goal), [], table)
+    predicted = table.predict_ms(model_widths(model))
+    assert predicted == pytest.approx(goal, rel=0.1)
+    assert report.requested["target_latency"] == goal
+    assert report.macs.after < report.macs.before
+
+
+def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, tmp_path: Path) -> None:
+    from edgeprune.pipeline.prune import run_prune
+    from edgeprune.workspace import Workspace
+
+    request = tiny_request(
+        builtin_root, target_speedup=1.5, profile="cpu-x86", target="ort-cpu", baseline_epochs=0, epochs=0
+    )
+    run = run_prune(request, Workspace(tmp_path))
+    outcome = run.prune_report().latency
+    assert outcome is not None and outcome.target == "ort-cpu" and outcome.asked == "--target-speedup 1.5"
+    assert outcome.goal_ms == pytest.approx(outcome.unpruned_ms / 1.5)
+    assert 1 <= len(outcome.attempts) <= 3
+    assert all(a.measured_ms and a.unpruned_measured_ms for a in outcome.attempts)
+    assert outcome.measured_ms in [a.measured_ms for a in outcome.attempts] and outcome.speedup > 1
+    assert Path(outcome.table).is_file() and Path(outcome.table).parent == tmp_path / "latency-tables"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-speedup", "0.5"], "Invalid value"),
+        (["--target-latency", "10", "--target-macs", "0.5"], "not 2"),
+        (["--profile", "cpu-x86"], "apply to --target-latency or --target-speedup only"),
+        (["--target-speedup", "2", "--steps", "2"], "prune in one step"),
+        (["--target-speedup", "2", "--latency-table", "/nonexistent.json"], "does not exist"),
+    ],
+)
+def test_prune_refuses_bad_latency_options(args: list[str], message: str, tmp_path: Path) -> None:
+    assert_user_error(invoke("prune", "--workspace", tmp_path, "--model", "vit-micro", *args), message)
+
+
+def test_latency_table_command(tmp_path: Path) -> None:
+    result = invoke(
+        "latency-table", "--model", "vit-micro", "--profile", "cpu-x86", "--target", "ort-cpu", "--probes", "8",
+        "--json", "--workspace", tmp_path,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert Path(data["path"]).is_file() and data["key"]["target"] == "ort-cpu"
+    assert "fit error" in result.stderr
+    assert_user_error(invoke("latency-table", "--workspace", tmp_path), "give --model")

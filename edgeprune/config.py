@@ -10,6 +10,8 @@ METRICS = ("l1", "l2", "taylor", "hessian", "random")
 NORMALIZATIONS = ("auto", "none", "mean", "max", "cost")
 # standard: timm's crop, flip and colour jitter; shape: also line drawings and greyscale (`data.augment`)
 AUGMENTATIONS = ("standard", "shape")
+# How units are ranked when pruning to a latency: importance per ms saved, or importance alone (as for a ratio)
+LATENCY_RANKINGS = ("per-ms", "importance")
 
 
 def resolve_normalization(normalization: str, metric: str) -> str:
@@ -99,6 +101,7 @@ class PruneConfig:
     target_macs: float | None = None
     target_params: float | None = None
     target_latency: float | None = None  # ms, predicted by the latency table `prune_model` is given
+    latency_ranking: str = "per-ms"  # LATENCY_RANKINGS
     normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = False
@@ -110,6 +113,10 @@ class PruneConfig:
         if self.normalization not in NORMALIZATIONS:
             raise EdgepruneError(
                 f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
+            )
+        if self.latency_ranking not in LATENCY_RANKINGS:
+            raise EdgepruneError(
+                f"unknown latency ranking '{self.latency_ranking}': choose one of {', '.join(LATENCY_RANKINGS)}"
             )
         if self.round_to is not None and self.round_to < 1:
             raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")

@@ -42,6 +42,7 @@ class PruneRequest:
     profile: str | None = None  # for latency targets; default: by target, as export chooses
     target: str | None = None  # the engine whose latency counts; default: the profile's
     latency_table: Path | None = None  # default: the workspace's table for model, profile and target (made if none)
+    latency_ranking: str = "per-ms"  # LATENCY_RANKINGS: importance per ms saved, or importance alone
     calib_batches: int = 4
     batch_size: int = 32
     lr: float = 1e-4
@@ -157,6 +158,7 @@ class PruneRequest:
             target_macs=self.target_macs,
             target_params=self.target_params,
             target_latency=self.target_latency,
+            latency_ranking=self.latency_ranking,
             normalization=self.normalization,
             max_share=self.max_share,
             compensate=self.compensate and self.has_learnt("pruned"),  # a random model has nothing to keep

@@ -6,6 +6,12 @@ pipeline (`edgeprune prune`) is what the reported tables use.
 
     python scripts/prune_ablation.py --workspace RUNS --run NAME --every 6 \
         --config "name=mean;normalization=mean" --config "name=cost;normalization=cost;compensate=1"
+
+With a latency table, configurations may prune to a predicted latency (ms), ranked per ms or by importance alone:
+
+    python scripts/prune_ablation.py --workspace RUNS --run NAME --latency-table TABLE.json \
+        --config "name=per-ms;target_latency=15;compensate=1" \
+        --config "name=importance;target_latency=15;latency_ranking=importance;compensate=1"
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import torch
 
 from edgeprune.config import PruneConfig
 from edgeprune.data.loaders import calibration_batches, data_config, eval_transform
+from edgeprune.latency.table import LatencyTable
+from edgeprune.latency.widths import model_widths
 from edgeprune.models.artifact import load_model
 from edgeprune.pipeline.context import RunData, eval_loader
 from edgeprune.progress import Reporter
@@ -38,7 +46,7 @@ def parse_config(text: str) -> tuple[str, dict[str, Any]]:
         key, _, value = item.partition("=")
         if key == "name":
             name = value
-        elif key in ("ratio", "target_macs", "target_params", "max_share"):
+        elif key in ("ratio", "target_macs", "target_params", "max_share", "target_latency"):
             values[key] = float(value)
         elif key in ("round_to",):
             values[key] = int(value)
@@ -58,7 +66,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--config", action="append", required=True, help="key=value;... (name=, PruneConfig fields)")
     parser.add_argument("--out", type=Path, help="append one JSON line per configuration here")
+    parser.add_argument("--latency-table", type=Path, help="for configurations with target_latency=MS")
     args = parser.parse_args()
+    table = LatencyTable.read(args.latency_table) if args.latency_table else None
 
     torch.set_num_threads(2)
     run = Workspace(args.workspace).get_run(args.run)
@@ -94,13 +104,14 @@ def main() -> None:
         name, values = parse_config(text)
         model = copy.deepcopy(baseline)
         start = time.perf_counter()
-        report = prune_model(model, run.manifest()["model"]["timm_name"], PruneConfig(**values), batches)
+        report = prune_model(model, run.manifest()["model"]["timm_name"], PruneConfig(**values), batches, table)
         held, source = score(model)
         row = {
             "name": name,
             "config": values,
             "macs_kept": round(report.achieved.macs_kept, 4),
             "units_removed": round(report.achieved.units_removed, 4),
+            **({"predicted_ms": round(table.predict_ms(model_widths(model)), 2)} if table else {}),
             "held_out": round(held, 4),
             "source_val": round(source, 4),
             "embed": report.blocks[0].after.embed_dim,

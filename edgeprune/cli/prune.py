@@ -9,6 +9,7 @@ from edgeprune.cli import prune_options as o
 from edgeprune.cli.app import (
     Augmentation,
     JsonOpt,
+    LatencyRanking,
     Metric,
     Normalization,
     WorkspaceOpt,
@@ -27,6 +28,7 @@ from edgeprune.results import PruneSummary
 
 _REQUEST_FIELDS = {f.name for f in fields(D)}
 _METRIC, _NORMALIZATION, _AUGMENT = Metric(D.metric), Normalization(D.normalization), Augmentation(D.augment)
+_LATENCY_RANKING = LatencyRanking(D.latency_ranking)
 
 
 @app.command()
@@ -51,6 +53,7 @@ def prune(
     profile: o.LatencyProfile = D.profile,
     target: o.LatencyTarget = None,
     latency_table: o.LatencyTablePath = D.latency_table,
+    latency_ranking: o.LatencyRankingOpt = _LATENCY_RANKING,
     normalization: o.NormalizationOpt = _NORMALIZATION,
     max_share: o.MaxShare = D.max_share,
     compensate: o.Compensate = D.compensate,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeprune.cli.app import Augmentation, Metric, Normalization, TargetName, open_range
+from edgeprune.cli.app import Augmentation, LatencyRanking, Metric, Normalization, TargetName, open_range
 from edgeprune.cli.choices import complete_models, profile_option
 from edgeprune.config import AMOUNT_RANGE
 
@@ -162,5 +162,13 @@ LatencyTablePath = Annotated[
         help="A latency table (from `edgeprune latency-table`, e.g. measured on the device) \\[default: the "
         "workspace's for this model, profile and target, measured first when there is none].",
         show_default=False,
+    ),
+]
+LatencyRankingOpt = Annotated[
+    LatencyRanking,
+    typer.Option(
+        "--latency-ranking",
+        help="With a latency target: rank units by importance per ms they save (per-ms), or by importance alone as "
+        "for a ratio (importance).",
     ),
 ]

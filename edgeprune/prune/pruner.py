@@ -319,7 +319,7 @@ def prune_model(
     importance = build_importance(config.metric, model, calib_batches)
     groups = find_groups(model, build_graph(model, adapter), adapter, importance)
     model.zero_grad(set_to_none=True)
-    if latency_table is not None:
+    if latency_table is not None and config.latency_ranking == "per-ms":
         _set_unit_latency(groups, before["blocks"], latency_table)
     sequence = removal_sequence(
         groups,
@@ -346,6 +346,7 @@ def prune_model(
                 "target_params": config.target_params,
                 "target_latency": config.target_latency,
             },
+            **({"latency_ranking": config.latency_ranking} if config.target_latency is not None else {}),
             "prune_heads": config.prune_heads,
             "round_to": config.round_to,
             "normalization": normalization,

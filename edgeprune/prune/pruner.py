@@ -319,7 +319,8 @@ def prune_model(
     importance = build_importance(config.metric, model, calib_batches)
     groups = find_groups(model, build_graph(model, adapter), adapter, importance)
     model.zero_grad(set_to_none=True)
-    if latency_table is not None and config.latency_ranking == "per-ms":
+    per_ms = config.amount().kind == "latency" and config.latency_ranking == "per-ms"
+    if latency_table is not None and per_ms:
         _set_unit_latency(groups, before["blocks"], latency_table)
     sequence = removal_sequence(
         groups,

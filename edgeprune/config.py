@@ -51,7 +51,7 @@ class Amount:
         }
         given = [name for name, value in targets.items() if value is not None]
         if len(given) > 1:
-            raise EdgepruneError(f"give one of {', '.join(given)}, not {len(given)}")
+            raise EdgepruneError(f"give only one of {', '.join(given)}" + (", not both" if len(given) == 2 else ""))
         if target_latency is not None and not target_latency > 0:
             raise EdgepruneError(f"--target-latency is in milliseconds and must be positive (got {target_latency:g})")
         if target_speedup is not None and not target_speedup > 1:

@@ -379,9 +379,10 @@ def list_profiles() -> list[Profile]:
 def profile_to_toml(profile: Profile) -> str:
     """The profile as TOML text that `load_profile` reads back to an equal Profile."""
     data = _PROFILE.dump_python(profile, mode="json", exclude={"source"}, exclude_none=True)
-    return tomli_w.dumps(data)
+    return tomli_w.dumps({key: value for key, value in data.items() if value != {}})  # no empty [latency]
 
 
 def profile_to_json(profile: Profile) -> dict[str, Any]:
     """The profile's keys (as in its TOML file) and `source`, the file it was read from."""
-    return _PROFILE.dump_python(profile, mode="json", exclude_none=True)
+    data = _PROFILE.dump_python(profile, mode="json", exclude_none=True)
+    return {key: value for key, value in data.items() if value != {}}

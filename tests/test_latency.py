@@ -136,6 +136,20 @@ def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table)
     assert report.requested["target_latency"] == goal
     assert report.macs.after < report.macs.before
 
+    def widths_for(config: PruneConfig, table: LatencyTable | None) -> list[Widths]:
+        torch.manual_seed(0)
+        pruned = unpruned_model(MICRO).eval()
+        prune_model(pruned, MICRO.timm_name, config, [], table)
+        return model_widths(pruned)
+
+    by_macs = widths_for(PruneConfig(metric="l2", target_macs=0.5), None)
+    assert widths_for(PruneConfig(metric="l2", target_macs=0.5), table) == by_macs  # a table ranks latency targets only
+    # ranked by importance alone, a latency target takes a prefix of the same ranking as a MACs target
+    alone = widths_for(
+        PruneConfig(metric="l2", target_latency=table.predict_ms(by_macs), latency_ranking="importance"), table
+    )
+    assert alone == by_macs
+
 
 def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, tmp_path: Path) -> None:
     from edgeprune.pipeline.prune import run_prune
@@ -158,7 +172,10 @@ def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, t
     ("args", "message"),
     [
         (["--target-speedup", "0.5"], "Invalid value"),
-        (["--target-latency", "10", "--target-macs", "0.5"], "not 2"),
+        (
+            ["--target-latency", "10", "--target-macs", "0.5"],
+            "give only one of --target-macs, --target-latency, not both",
+        ),
         (["--profile", "cpu-x86"], "apply to --target-latency or --target-speedup only"),
         (["--target-speedup", "2", "--steps", "2"], "prune in one step"),
         (["--target-speedup", "2", "--latency-table", "/nonexistent.json"], "does not exist"),

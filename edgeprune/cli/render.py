@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeprune.cli.app import say
-from edgeprune.latency.table import LatencyTable
 from edgeprune.results import (
     BenchReport,
     BenchTable,
@@ -25,6 +24,9 @@ from edgeprune.results import (
     StageMetrics,
 )
 from edgeprune.runs import STAGES, RunSummary
+
+if TYPE_CHECKING:
+    from edgeprune.latency.table import LatencyTable
 
 _WIDTHS = ("embed_dim", "heads", "head_dim", "mlp_hidden")
 

@@ -17,6 +17,7 @@ from edgeprune.latency.probes import PROBE_CLASSES, probe_model
 from edgeprune.latency.table import FitError, LatencyTable, Probe, Reference, TableKey
 from edgeprune.latency.widths import Widths, grid, model_widths, sample_grid
 from edgeprune.models.registry import ModelSpec
+from edgeprune.pipeline.export import backend_version
 from edgeprune.profiles import Profile
 from edgeprune.progress import Reporter
 from edgeprune.prune.adapters import adapter_for
@@ -38,16 +39,6 @@ def _device(target: Target) -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown GPU"
 
 
-def _backend_version(target: Target) -> str | None:
-    if target.backend == "tensorrt":
-        from edgeprune.export.trt_common import tensorrt_version
-
-        return tensorrt_version()
-    import onnxruntime
-
-    return onnxruntime.__version__
-
-
 def unpruned_model(spec: ModelSpec) -> nn.Module:
     return timm.create_model(spec.timm_name, pretrained=False, **dict(spec.create_kwargs, num_classes=PROBE_CLASSES))
 
@@ -64,7 +55,7 @@ def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Targe
         profile=profile.name,
         target=target.name,
         backend=target.backend,
-        backend_version=_backend_version(target),
+        backend_version=backend_version(target),
         batch=profile.batch.opt,
         threads=profile.backend.threads,
         threads_used=capped_threads(profile.backend.threads),

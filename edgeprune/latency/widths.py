@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 # Fractions of the unpruned width at which each dimension is measured.
 GRID_FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.125)

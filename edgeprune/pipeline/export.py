@@ -140,7 +140,7 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
             {
                 "target": target.name,
                 "backend": target.backend,
-                "backend_version": _backend_version(target),
+                "backend_version": backend_version(target),
                 "precision": target.precision,
                 "profile": profile.name,
                 "device": describe_device(),
@@ -167,7 +167,7 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
     return build
 
 
-def _backend_version(target: Target) -> str | None:
+def backend_version(target: Target) -> str | None:
     if target.tensorrt_engine:
         return tensorrt_version()
     return ort.__version__

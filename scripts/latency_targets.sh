@@ -11,12 +11,12 @@
 set -euo pipefail
 ws=${1:?workspace}; profile=${2:-cpu-x86}; target=${3:-ort-cpu}; shift $(( $# < 3 ? $# : 3 ))
 models=("${@:-deit-small}")
-ep=${EDGEPRUNE:-edgeprune}
+read -ra ep <<<"${EDGEPRUNE:-edgeprune}"  # e.g. EDGEPRUNE="python -m edgeprune"
 isa=$(grep -o -m1 'avx512_vnni\|avx2' /proc/cpuinfo || uname -m)
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $isa, load $(cut -d' ' -f1-3 /proc/loadavg); profile $profile, target $target"
 printf '| model | asked | goal ms | predicted ms | loop measured ms | bench pruned p50 | bench unpruned p50 | bench speed-up | error vs goal | table held-out error |\n|---|---|---|---|---|---|---|---|---|---|\n'
 for model in "${models[@]}"; do
-  table=$("$ep" latency-table --model "$model" --profile "$profile" --target "$target" --workspace "$ws" --json 2>/dev/null)
+  table=$("${ep[@]}" latency-table --model "$model" --profile "$profile" --target "$target" --workspace "$ws" --json 2>>"$ws/tables.log")
   unpruned=$(jq -r '.reference.p50_ms' <<<"$table")
   for asked in "latency 0.5" "latency 0.25" "speedup 2"; do
     read -r kind value <<<"$asked"
@@ -26,10 +26,10 @@ for model in "${models[@]}"; do
       option=(--target-speedup "$value")
     fi
     run="$model-$kind-$value"
-    "$ep" prune --model "$model" --random-init --baseline-epochs 0 --epochs 0 --no-eval --metric l2 "${option[@]}" \
+    "${ep[@]}" prune --model "$model" --random-init --baseline-epochs 0 --epochs 0 --no-eval --metric l2 "${option[@]}" \
       --profile "$profile" --target "$target" --run "$run" --workspace "$ws" --json >"$ws/$run.prune.json" 2>"$ws/$run.log"
-    "$ep" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
-    "$ep" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \
+    "${ep[@]}" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
+    "${ep[@]}" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \
       --workspace "$ws" --json >"$ws/$run.bench.json" 2>>"$ws/$run.log" || true
     jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]}" --arg model "$model" \
       --argjson error "$(jq '.error.median_pct*10|round/10' <<<"$table")" '

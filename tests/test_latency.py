@@ -168,6 +168,14 @@ def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, t
     assert Path(outcome.table).is_file() and Path(outcome.table).parent == tmp_path / "latency-tables"
 
 
+def test_next_aim_interpolates_between_attempts_around_the_goal() -> None:
+    from edgeprune.pipeline.latency import next_aim
+
+    assert next_aim([(40.0, 20.0)], 30.0) == pytest.approx(60.0)  # only below: scaled
+    assert next_aim([(40.0, 20.0), (80.0, 60.0)], 30.0) == pytest.approx(50.0)  # bracketed: interpolated
+    assert next_aim([(40.0, 20.0), (80.0, 60.0), (60.0, 35.0)], 30.0) == pytest.approx(40 + 10 * 20 / 15)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -18,8 +18,7 @@ from edgeprune.profiles import Profile
 from edgeprune.prune.counting import input_size
 from edgeprune.targets import Target
 
-MIN_ITERATIONS, MAX_ITERATIONS, MIN_SECONDS = 15, 200, 1.0
-ROUNDS = 3  # the p50 of each round of iterations; the lowest is kept (a burst of load elsewhere only slows one)
+MIN_ITERATIONS, MAX_ITERATIONS, MIN_SECONDS = 30, 300, 2.0
 
 
 def check_measurable(target: Target) -> None:
@@ -32,8 +31,8 @@ def check_measurable(target: Target) -> None:
 
 
 def measure_p50(model: nn.Module, target: Target, profile: Profile, batch: int, threads: int | None) -> float:
-    """Median latency in ms of `model` built for `target`: ROUNDS rounds of iterations (each at least MIN_SECONDS
-    and MIN_ITERATIONS, at most MAX_ITERATIONS) after a warm-up; the lowest round's median."""
+    """Median latency in ms of `model` built for `target`, as bench measures it: iterations for at least
+    MIN_SECONDS and MIN_ITERATIONS (at most MAX_ITERATIONS) after a warm-up."""
     images = np.random.default_rng(0).standard_normal((batch, 3, *input_size(model))).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as tmp:
         folder = Path(tmp)
@@ -50,6 +49,4 @@ def measure_p50(model: nn.Module, target: Target, profile: Profile, batch: int, 
             runner.run(images)
             once = max(time.perf_counter() - start, 1e-4)
             iterations = int(min(MAX_ITERATIONS, max(MIN_ITERATIONS, MIN_SECONDS / once)))
-            rounds = [measure_latency(runner.run, images, warmup=3 if not i else 0, iterations=iterations)["p50"]
-                      for i in range(ROUNDS)]  # fmt: skip
-            return min(rounds)
+            return measure_latency(runner.run, images, warmup=3, iterations=iterations)["p50"]

@@ -25,7 +25,7 @@ from edgeprune.requests import PruneRequest
 from edgeprune.results import LatencyAttempt, LatencyOutcome, PruneReport
 from edgeprune.targets import DEFAULT_TARGET, Target, resolve_target
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 5
 TOLERANCE = 0.05  # measured within 5% of the goal: done
 
 
@@ -122,6 +122,19 @@ def _attempt(
     return attempt, counts_as
 
 
+def next_aim(tried: list[tuple[float, float]], goal_ms: float) -> float:
+    """The aim whose measurement should land on the goal: interpolated between the closest attempts that measured
+    below and above it (measured latency grows with the aim), else scaled by goal / measured from the closest."""
+    below = [t for t in tried if t[1] < goal_ms]
+    above = [t for t in tried if t[1] >= goal_ms]
+    if below and above:
+        (a0, m0), (a1, m1) = max(below, key=lambda t: t[1]), min(above, key=lambda t: t[1])
+        if m1 > m0:
+            return a0 + (goal_ms - m0) * (a1 - a0) / (m1 - m0)
+    aim, measured = min(tried, key=lambda t: abs(t[1] - goal_ms))
+    return aim * goal_ms / measured
+
+
 def prune_to_latency(
     model: nn.Module,
     timm_name: str,
@@ -130,10 +143,11 @@ def prune_to_latency(
     goal: LatencyGoal,
     reporter: Reporter,
 ) -> tuple[nn.Module, PruneReport]:
-    """Prune a copy of `model` to the goal as the table predicts it, measure it, and aim again (by the ratio of
-    goal to measured) until it lands within TOLERANCE or MAX_ATTEMPTS are spent; the closest attempt wins."""
+    """Prune a copy of `model` to the goal as the table predicts it, measure it, and aim again (`next_aim`) until it
+    lands within TOLERANCE or MAX_ATTEMPTS are spent; the closest attempt wins."""
     config = replace(config, round_to=config.round_to or goal.profile.latency.round_to)
     aim, attempts, best = goal.goal_ms, [], None
+    tried: list[tuple[float, float]] = []  # (aim, measured) of each attempt
     for number in range(MAX_ATTEMPTS):
         trial = copy.deepcopy(model)
         try:
@@ -149,7 +163,8 @@ def prune_to_latency(
             best = (trial, report, counts_as, attempt)
         if attempt.measured_ms is None or abs(counts_as / goal.goal_ms - 1) <= TOLERANCE:
             break
-        aim *= goal.goal_ms / counts_as
+        tried.append((aim, counts_as))
+        aim = next_aim(tried, goal.goal_ms)
     assert best is not None
     trial, report, _, chosen = best
     key = goal.table.key

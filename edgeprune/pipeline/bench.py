@@ -11,7 +11,7 @@ from torch import nn
 
 from edgeprune.bench.accuracy import runner_predictions
 from edgeprune.bench.breakdown import latency_breakdown, trt_latency_breakdown
-from edgeprune.bench.latency import measure_latency
+from edgeprune.bench.latency import measure_interleaved
 from edgeprune.bench.report import BenchGate, to_markdown
 from edgeprune.data.domains import Sample
 from edgeprune.errors import EdgepruneError
@@ -165,11 +165,13 @@ def _engine_runs(
             )
         if s.target.compare_with_fp32_on_cpu:
             runners["fp32"] = stack.enter_context(OrtRunner(run.stage("export") / "model.onnx", threads=s.threads))
-        for name, runner in runners.items():
-            with reporter.task(f"latency {name}", None):
-                latency[name] = measure_latency(
-                    runner.infer, batch, warmup=request.warmup, iterations=request.iterations
-                )
+        with reporter.task(f"latency of {', '.join(runners)} in alternating rounds", None):
+            latency = measure_interleaved(
+                {name: runner.infer for name, runner in runners.items()},
+                batch,
+                warmup=request.warmup,
+                iterations=request.iterations,
+            )
     return preds, latency
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from edgeprune.config import PruneConfig
 from edgeprune.errors import EdgepruneError
 from edgeprune.latency.build import build_table, table_key, unpruned_model
-from edgeprune.latency.measure import measure_p50
+from edgeprune.latency.measure import measure_p50s
 from edgeprune.latency.table import LatencyTable, load_table, table_path
 from edgeprune.latency.widths import model_widths
 from edgeprune.models.registry import ModelSpec
@@ -91,24 +91,31 @@ def latency_goal(request: PruneRequest, spec: ModelSpec, workspace_root: Path, r
     return LatencyGoal(goal, asked, request.target_speedup, profile, target, table, path)
 
 
-def _measured(model: nn.Module, goal: LatencyGoal) -> float | None:
+def _measured(models: list[nn.Module], goal: LatencyGoal) -> list[float] | None:
+    """p50 of each model on the target, in alternating rounds; None where the target cannot run here."""
     key = goal.table.key
     if goal.target.tensorrt_engine:
         from edgeprune.export.tensorrt import tensorrt_available
 
         if not tensorrt_available():
             return None  # pruning off the device: the table's prediction is what there is
-    return measure_p50(model, goal.target, goal.profile, key.batch, key.threads_used)
+    return measure_p50s(models, goal.target, goal.profile, key.batch, key.threads_used)
 
 
 def _attempt(
     original: nn.Module, trial: nn.Module, aim: float, goal: LatencyGoal, reporter: Reporter
 ) -> tuple[LatencyAttempt, float]:
     """Measure a pruned trial; returns it and the latency it counts as (a speed-up goal: the unpruned model is
-    measured just before it, and the trial counts as the table's unpruned latency over that speed-up)."""
+    measured with it, in alternating rounds, and the trial counts as the table's unpruned latency over that
+    speed-up)."""
     predicted = goal.table.predict_ms(model_widths(trial))
-    unpruned = _measured(original, goal) if goal.speedup is not None else None
-    measured = _measured(trial, goal)
+    unpruned, measured = None, None
+    if goal.speedup is not None:
+        both = _measured([original, trial], goal)
+        unpruned, measured = both if both is not None else (None, None)
+    else:
+        alone = _measured([trial], goal)
+        measured = alone[0] if alone is not None else None
     attempt = LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=measured, unpruned_measured_ms=unpruned)
     counts_as = predicted if measured is None else measured
     if attempt.speedup is not None:

@@ -173,12 +173,12 @@ class LatencySettings:
     """What pruning to a latency takes from the profile: the alignment of pruned widths, and which backend
     versions a latency table may have been measured with (a PEP 440 range, e.g. ">=1.20")."""
 
-    round_to: StrictInt | None = None
+    round_to: StrictInt = 8  # latency tables are measured at multiples of it, and pruned widths kept so
     backend_version: StrictStr | None = None
 
     @model_validator(mode="after")
     def _check(self) -> LatencySettings:
-        _require(self.round_to is None or self.round_to >= 1, f"latency.round_to = {self.round_to} must be >= 1")
+        _require(self.round_to >= 1, f"latency.round_to = {self.round_to} must be at least 1")
         if self.backend_version is not None:
             try:
                 SpecifierSet(self.backend_version)

@@ -108,7 +108,7 @@ def test_a_table_measured_for_other_conditions_is_refused(micro_table, tmp_path:
             load_table(foreign, wanted, profile)
         assert said in str(caught.value) and "edgeprune latency-table" in str(caught.value)
     strict = tmp_path / "strict.toml"
-    strict.write_text(load_profile("cpu-x86").source.read_text() + '\n[latency]\nbackend_version = ">=99"\n')
+    strict.write_text(load_profile("cpu-x86").source.read_text() + 'backend_version = ">=99"\n')  # in [latency]
     with pytest.raises(EdgepruneError, match="needs >=99"):
         load_table(path, wanted, load_profile(strict))
 
@@ -116,10 +116,14 @@ def test_a_table_measured_for_other_conditions_is_refused(micro_table, tmp_path:
 def test_profile_latency_section_is_checked(tmp_path: Path) -> None:
     base = load_profile("cpu-x86").source.read_text()
     bad = tmp_path / "bad.toml"
-    bad.write_text(base + '\n[latency]\nbackend_version = "newest"\n')
+    bad.write_text(base + 'backend_version = "newest"\n')  # the file ends in its [latency] section
     with pytest.raises(EdgepruneError, match="latency.backend_version"):
         load_profile(bad)
     assert load_profile("jetson-orin-nano").latency.round_to == 8
+    coarse = tmp_path / "coarse.toml"
+    coarse.write_text(base.replace("round_to = 8", "round_to = 0"))
+    with pytest.raises(EdgepruneError, match="latency.round_to = 0 must be at least 1"):
+        load_profile(coarse)
 
 
 def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table) -> None:

@@ -60,6 +60,7 @@ def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Targe
         threads=profile.backend.threads,
         threads_used=capped_threads(profile.backend.threads),
         device=_device(target),
+        round_to=profile.latency.round_to,
     )
 
 
@@ -76,7 +77,7 @@ def build_table(
     model = unpruned_model(spec).eval()
     key = table_key(spec, model, profile, target)
     full = Widths.from_json(key.full)
-    step = profile.latency.round_to or 8
+    step = profile.latency.round_to
     plan = [(0, Widths(e, 1, 1, 1)) for e in grid(full, step)["embed"]]
     plan += [(PROBE_DEPTH, w) for w in sample_grid(full, probes, seed, step)]
 

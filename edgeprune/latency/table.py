@@ -35,6 +35,7 @@ class TableKey(Result):
     threads: int | None  # what the profile asks for
     threads_used: int | None  # what ran (capped at this machine's cores)
     device: str  # the CPU's ISA and model, or the GPU
+    round_to: int = 8  # the probes' widths are multiples of it
 
 
 class Probe(Result):
@@ -115,6 +116,8 @@ def mismatches(table: LatencyTable, wanted: TableKey, profile: Profile) -> list[
     for field in ("model", "target", "batch", "threads", "image_size", "full"):
         if getattr(have, field) != getattr(wanted, field):
             problems.append(f"{field} {getattr(have, field)} (needed: {getattr(wanted, field)})")
+    if profile.latency.round_to % have.round_to:
+        problems.append(f"widths measured in multiples of {have.round_to} (profile: {profile.latency.round_to})")
     if not profile.latency.accepts(have.backend_version):
         problems.append(
             f"{have.backend} {have.backend_version} (profile {profile.name} needs {profile.latency.backend_version})"

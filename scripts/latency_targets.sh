@@ -8,6 +8,7 @@
 #   scripts/latency_targets.sh /tmp/lat cpu-x86 ort-cpu deit-small deit-base
 #
 # Random weights (latency does not depend on them); the built-in data set (bench needs a held-out domain).
+# RANKING=importance ranks units by importance alone (with random weights, per-ms ranking takes the embedding first).
 set -euo pipefail
 ws=${1:?workspace}; profile=${2:-cpu-x86}; target=${3:-ort-cpu}; shift $(( $# < 3 ? $# : 3 ))
 models=("${@:-deit-small}")
@@ -25,8 +26,9 @@ for model in "${models[@]}"; do
     else
       option=(--target-speedup "$value")
     fi
-    run="$model-$kind-$value"
+    run="$model-$kind-$value-${RANKING:-per-ms}"
     "${ep[@]}" prune --model "$model" --random-init --baseline-epochs 0 --epochs 0 --no-eval --metric l2 "${option[@]}" \
+      --latency-ranking "${RANKING:-per-ms}" \
       --profile "$profile" --target "$target" --run "$run" --workspace "$ws" --json >"$ws/$run.prune.json" 2>"$ws/$run.log"
     "${ep[@]}" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
     "${ep[@]}" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \

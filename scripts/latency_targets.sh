@@ -33,7 +33,7 @@ for model in "${models[@]}"; do
     "${ep[@]}" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
     "${ep[@]}" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \
       --workspace "$ws" --json >"$ws/$run.bench.json" 2>>"$ws/$run.log" || true
-    jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]}" --arg model "$model" \
+    jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]} (${RANKING:-per-ms})" --arg model "$model" \
       --argjson error "$(jq '.error.median_pct*10|round/10' <<<"$table")" '
       .prune_report.latency as $l | ($b[0].latency_ms.p50) as $p | ($b[0].baseline_latency_ms.p50) as $u |
       "| \($model) | \($asked) | \($l.goal_ms*100|round/100) | \($l.predicted_ms*100|round/100) | \($l.measured_ms*100|round/100) | \($p*100|round/100) | \($u*100|round/100) | \(($u/$p)*100|round/100)x | \((($p/$l.goal_ms-1)*1000|round)/10)% | \($error)% |"' \

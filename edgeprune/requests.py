@@ -42,7 +42,7 @@ class PruneRequest:
     profile: str | None = None  # for latency targets; default: by target, as export chooses
     target: str | None = None  # the engine whose latency counts; default: the profile's
     latency_table: Path | None = None  # default: the workspace's table for model, profile and target (made if none)
-    latency_ranking: str = "per-ms"  # LATENCY_RANKINGS: importance per ms saved, or importance alone
+    latency_ranking: str = "importance"  # LATENCY_RANKINGS: importance alone, or importance per ms saved
     calib_batches: int = 4
     batch_size: int = 32
     lr: float = 1e-4

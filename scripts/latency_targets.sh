@@ -8,7 +8,7 @@
 #   scripts/latency_targets.sh /tmp/lat cpu-x86 ort-cpu deit-small deit-base
 #
 # Random weights (latency does not depend on them); the built-in data set (bench needs a held-out domain).
-# RANKING=importance ranks units by importance alone (with random weights, per-ms ranking takes the embedding first).
+# RANKING=per-ms ranks units by importance per ms saved (with random weights it takes the embedding first).
 set -euo pipefail
 ws=${1:?workspace}; profile=${2:-cpu-x86}; target=${3:-ort-cpu}; shift $(( $# < 3 ? $# : 3 ))
 models=("${@:-deit-small}")
@@ -26,14 +26,14 @@ for model in "${models[@]}"; do
     else
       option=(--target-speedup "$value")
     fi
-    run="$model-$kind-$value-${RANKING:-per-ms}"
+    run="$model-$kind-$value-${RANKING:-importance}"
     "${ep[@]}" prune --model "$model" --random-init --baseline-epochs 0 --epochs 0 --no-eval --metric l2 "${option[@]}" \
-      --latency-ranking "${RANKING:-per-ms}" \
+      --latency-ranking "${RANKING:-importance}" \
       --profile "$profile" --target "$target" --run "$run" --workspace "$ws" --json >"$ws/$run.prune.json" 2>"$ws/$run.log"
     "${ep[@]}" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
     "${ep[@]}" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \
       --workspace "$ws" --json >"$ws/$run.bench.json" 2>>"$ws/$run.log" || true
-    jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]} (${RANKING:-per-ms})" --arg model "$model" \
+    jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]} (${RANKING:-importance})" --arg model "$model" \
       --argjson error "$(jq '.error.median_pct*10|round/10' <<<"$table")" '
       .prune_report.latency as $l | ($b[0].latency_ms.p50) as $p | ($b[0].baseline_latency_ms.p50) as $u |
       "| \($model) | \($asked) | \($l.goal_ms*100|round/100) | \($l.predicted_ms*100|round/100) | \($l.measured_ms*100|round/100) | \($p*100|round/100) | \($u*100|round/100) | \(($u/$p)*100|round/100)x | \((($p/$l.goal_ms-1)*1000|round)/10)% | \($error)% |"' \

@@ -134,7 +134,8 @@ def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table)
     torch.manual_seed(0)
     model = unpruned_model(MICRO).eval()
     goal = 0.6 * table.unpruned_ms
-    report = prune_model(model, MICRO.timm_name, PruneConfig(metric="l2", target_latency=goal), [], table)
+    per_ms = PruneConfig(metric="l2", target_latency=goal, latency_ranking="per-ms")
+    report = prune_model(model, MICRO.timm_name, per_ms, [], table)
     predicted = table.predict_ms(model_widths(model))
     assert predicted == pytest.approx(goal, rel=0.1)
     assert report.requested["target_latency"] == goal

@@ -168,7 +168,7 @@ LatencyRankingOpt = Annotated[
     LatencyRanking,
     typer.Option(
         "--latency-ranking",
-        help="With a latency target: rank units by importance per ms they save (per-ms), or by importance alone as "
-        "for a ratio (importance).",
+        help="With a latency target: rank units by importance alone, as for a ratio (importance; measured better on "
+        "PACS), or by importance per ms they save (per-ms).",
     ),
 ]

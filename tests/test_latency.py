@@ -140,6 +140,10 @@ def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table)
     assert predicted == pytest.approx(goal, rel=0.1)
     assert report.requested["target_latency"] == goal
     assert report.macs.after < report.macs.before
+    with pytest.raises(EdgepruneError, match=r"cannot prune to 0.01 ms: .* leave at least .* ms"):
+        prune_model(
+            unpruned_model(MICRO).eval(), MICRO.timm_name, PruneConfig(metric="l2", target_latency=0.01), [], table
+        )
 
     def widths_for(config: PruneConfig, table: LatencyTable | None) -> list[Widths]:
         torch.manual_seed(0)

@@ -251,6 +251,11 @@ def _search_prefix(c: _Candidates, measure: Callable[[int], float], target: floa
     """The prefix whose pruned model keeps closest to `target` (MACs, params or latency), which fall as the prefix
     grows; `measure(length)` gives it for a prefix."""
     smallest = measure(len(c.sequence))
+    if smallest > target * (1 + _TARGET_TOLERANCE) and what == "latency":
+        raise EdgepruneError(
+            f"cannot prune to {target:.2f} ms: {_FLOORS} leave at least {smallest:.2f} ms (as the latency table "
+            f"predicts it); ask for {smallest:.2f} ms or more, or pass --allow-narrow"
+        )
     if smallest > target * (1 + _TARGET_TOLERANCE):
         raise EdgepruneError(
             f"cannot keep only {target / before:.3f} of the {what}: {_FLOORS} leave at least "

@@ -36,11 +36,7 @@ def _timed(run: Run, batch: np.ndarray, iterations: int, into: list[float]) -> N
 
 
 def measure_latency(run: Run, batch: np.ndarray, *, warmup: int = 5, iterations: int = 30) -> dict[str, float]:
-    for _ in range(warmup):
-        run(batch)
-    times_ms: list[float] = []
-    _timed(run, batch, iterations, times_ms)
-    return _stats(times_ms, len(batch))
+    return measure_interleaved({"": run}, batch, warmup=warmup, iterations=iterations, rounds=1)[""]
 
 
 def measure_interleaved(

@@ -7,15 +7,15 @@ import sys
 import time
 
 import numpy as np
-import timm
 from torch import nn
 
-from edgeprune.hardware import capped_threads, cpu_isa, cpu_model
+from edgeprune.hardware import capped_threads, cpu_isa, cpu_model, describe_device
 from edgeprune.latency.fit import TERMS, fit_coefficients, model_terms, relative_errors
 from edgeprune.latency.measure import check_measurable, measure_p50
 from edgeprune.latency.probes import PROBE_CLASSES, probe_model
 from edgeprune.latency.table import FitError, LatencyTable, Probe, Reference, TableKey
 from edgeprune.latency.widths import Widths, grid, model_widths, sample_grid
+from edgeprune.models.loading import create_model
 from edgeprune.models.registry import ModelSpec
 from edgeprune.pipeline.export import backend_version
 from edgeprune.profiles import Profile
@@ -34,13 +34,11 @@ PROBE_DEPTH = 4  # blocks per probe: enough that the blocks, not the fixed parts
 def _device(target: Target) -> str:
     if target.onnxruntime_cpu:
         return f"{cpu_isa()} {cpu_model()}"
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown GPU"
+    return describe_device().get("gpu", "unknown GPU")
 
 
 def unpruned_model(spec: ModelSpec) -> nn.Module:
-    return timm.create_model(spec.timm_name, pretrained=False, **dict(spec.create_kwargs, num_classes=PROBE_CLASSES))
+    return create_model(spec, PROBE_CLASSES, random_init=True)
 
 
 def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Target) -> TableKey:
@@ -66,16 +64,18 @@ def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Targe
 
 def build_table(
     spec: ModelSpec,
+    model: nn.Module,
+    key: TableKey,
     profile: Profile,
     target: Target,
     reporter: Reporter,
     probes: int = DEFAULT_PROBES,
     seed: int = 0,
 ) -> LatencyTable:
+    """Measure the table of `spec` (`model`: unpruned, `key`: its `table_key`)."""
     check_measurable(target)
     start = time.perf_counter()
-    model = unpruned_model(spec).eval()
-    key = table_key(spec, model, profile, target)
+    model.eval()
     full = Widths.from_json(key.full)
     step = profile.latency.round_to
     plan = [(0, Widths(e, 1, 1, 1)) for e in grid(full, step)["embed"]]

@@ -25,9 +25,14 @@ MIN_ITERATIONS, MAX_ITERATIONS, MIN_SECONDS = 30, 300, 2.0
 ROUNDS = 5
 
 
+def measurable(target: Target) -> bool:
+    """Whether `target`'s engines can be built and run here (TensorRT engines need TensorRT)."""
+    return not target.tensorrt_engine or tensorrt_available()
+
+
 def check_measurable(target: Target) -> None:
     """Refuse at once a target whose engines cannot be built and run here."""
-    if target.tensorrt_engine and not tensorrt_available():
+    if not measurable(target):
         raise EdgepruneError(
             f"latency tables for '{target.name}' are measured with TensorRT engines, and TensorRT is not installed "
             "here: build the table on the device (`edgeprune latency-table` there), then pass it with --latency-table"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import timm
 from torch import nn
 
-from edgeprune.latency.widths import Widths
+from edgeprune.latency.widths import Widths, model_widths
 from edgeprune.models.registry import ModelSpec
 from edgeprune.prune.adapters import adapter_for
 from edgeprune.prune.importance import scorer
@@ -22,7 +22,7 @@ def probe_model(spec: ModelSpec, depth: int, widths: Widths) -> nn.Module:
         kwargs.update(embed_dim=widths.embed)
         return timm.create_model(spec.timm_name, pretrained=False, **kwargs).eval()
     model = timm.create_model(spec.timm_name, pretrained=False, **kwargs).eval()
-    full = _full_widths(model)
+    full = model_widths(model)[0]
     if any(getattr(widths, k) > getattr(full, k) for k in ("embed", "heads", "head_dim", "mlp")):
         raise ValueError(f"probe widths {widths} exceed the model's {full}")
     adapter = adapter_for(model, spec.timm_name)
@@ -39,10 +39,3 @@ def probe_model(spec: ModelSpec, depth: int, widths: Widths) -> nn.Module:
             plan.heads_removed[group.root] = list(range(full.heads - widths.heads))
     apply_plan(model, adapter, groups, plan)
     return model.eval()
-
-
-def _full_widths(model: nn.Module) -> Widths:
-    embed = int(model.patch_embed.proj.out_channels)
-    block = model.blocks[0]
-    heads = int(block.attn.num_heads)
-    return Widths(embed, heads, block.attn.qkv.out_features // (3 * heads), block.mlp.fc1.out_features)

@@ -13,7 +13,7 @@ from torch import nn
 from edgeprune.config import PruneConfig
 from edgeprune.errors import EdgepruneError
 from edgeprune.latency.build import build_table, table_key, unpruned_model
-from edgeprune.latency.measure import measure_p50s
+from edgeprune.latency.measure import measurable, measure_p50s
 from edgeprune.latency.table import LatencyTable, load_table, table_path
 from edgeprune.latency.widths import model_widths
 from edgeprune.models.registry import ModelSpec
@@ -63,14 +63,15 @@ def ensure_table(
 ) -> tuple[LatencyTable, Path]:
     """The table for `spec` on `target` with `profile`: `path` if given (refused when measured elsewhere), else the
     workspace's, measured now when there is none (or `force`)."""
-    wanted = table_key(spec, unpruned_model(spec), profile, target)
+    model = unpruned_model(spec)
+    wanted = table_key(spec, model, profile, target)
     if path is not None:
         return load_table(path, wanted, profile), path
     cached = table_path(workspace_root, spec.timm_name, profile, target)
     if cached.is_file() and not force:
         return load_table(cached, wanted, profile), cached
     reporter.info(f"latency table: measuring {spec.timm_name} on {target.name} for profile {profile.name}")
-    table = build_table(spec, profile, target, reporter, **({"probes": probes} if probes else {}))
+    table = build_table(spec, model, wanted, profile, target, reporter, **({"probes": probes} if probes else {}))
     cached.parent.mkdir(parents=True, exist_ok=True)
     table.write(cached)
     return table, cached
@@ -93,12 +94,9 @@ def latency_goal(request: PruneRequest, spec: ModelSpec, workspace_root: Path, r
 
 def _measured(models: list[nn.Module], goal: LatencyGoal) -> list[float] | None:
     """p50 of each model on the target, in alternating rounds; None where the target cannot run here."""
+    if not measurable(goal.target):
+        return None  # pruning off the device: the table's prediction is what there is
     key = goal.table.key
-    if goal.target.tensorrt_engine:
-        from edgeprune.export.tensorrt import tensorrt_available
-
-        if not tensorrt_available():
-            return None  # pruning off the device: the table's prediction is what there is
     return measure_p50s(models, goal.target, goal.profile, key.batch, key.threads_used)
 
 

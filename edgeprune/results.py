@@ -229,7 +229,8 @@ class BuildRecord(Result):
         """(model name, what was compared, agreement with fp32) for reduced-precision builds."""
         found = []
         for name, info in (self.quantization or {}).items():
-            found.append((name, "INT8", Comparison.from_json(info["agreement_with_fp32"])))
+            if "agreement_with_fp32" in info:
+                found.append((name, "INT8", Comparison.from_json(info["agreement_with_fp32"])))
         for name, info in (self.float16 or {}).items():
             if "agreement_with_fp32" in info:
                 found.append((name, "float16", Comparison.from_json(info["agreement_with_fp32"])))

@@ -16,9 +16,10 @@ import onnxruntime as ort
 
 from edgeprune.backends.base import Runner
 from edgeprune.errors import EdgepruneError
+from edgeprune.export.int8 import GUARD_AGREEMENT, build_int8
 from edgeprune.export.ort_engine import optimise_for_cpu
 from edgeprune.export.ort_fp16 import build_ort_fp16
-from edgeprune.export.quantize import agreement, quantize_static_int8
+from edgeprune.export.quantize import agreement
 from edgeprune.export.runners import OrtRunner
 from edgeprune.export.tensorrt import (
     ENGINE_FILE,
@@ -27,6 +28,7 @@ from edgeprune.export.tensorrt import (
     tensorrt_available,
     write_bundle,
 )
+from edgeprune.hardware import capped_threads
 from edgeprune.profiles import Profile
 from edgeprune.targets import Target
 from edgeprune.workspace import file_sha256
@@ -58,6 +60,7 @@ class BuildContext:
     check_images: np.ndarray | None
     run_relative: str
     extra: dict[str, Any]  # what build.json records besides the engines (quantization, bundles, ...)
+    guard_images: np.ndarray | None = None  # source-domain images, not the calibration ones: int8's accuracy guard
 
     def engine_path(self, name: str) -> Path:
         return self.folder / f"{name}{self.target.engine_suffix}"
@@ -77,10 +80,23 @@ def _ort_optimised(ctx: BuildContext, name: str, source: Path, model_sha256: str
 
 
 def _ort_int8(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
+    """Static or dynamic INT8, whichever is faster here among those the guard makes agree with fp32 on source
+    images (without guard images, as for latency probes: the faster one)."""
     engine = ctx.engine_path(name)
-    # onnxruntime takes zero points, so activations may be asymmetric (TensorRT's int8 may not).
-    info = quantize_static_int8(source, engine, ctx.calibration, symmetric_activations=False, method="percentile")
-    info["agreement_with_fp32"] = agreement(source, engine, ctx.check_images)
+    if ctx.calibration is None:
+        raise EdgepruneError("INT8 needs source-domain calibration images")
+    batch = ctx.profile.batch
+    info = build_int8(
+        source,
+        engine,
+        ctx.calibration,
+        ctx.calibration[:8] if ctx.guard_images is None else ctx.guard_images,
+        target=GUARD_AGREEMENT if ctx.guard_images is not None else 0.0,
+        batch_sizes=tuple(dict.fromkeys((batch.opt, batch.max))),
+        threads=capped_threads(ctx.profile.backend.threads),
+    )
+    if ctx.check_images is not None:
+        info["agreement_with_fp32"] = agreement(source, engine, ctx.check_images)
     ctx.extra.setdefault("quantization", {})[name] = info
     return ctx.entry(engine)
 
@@ -146,14 +162,16 @@ def build_target(
     calibration: np.ndarray | None,
     check_images: np.ndarray | None,
     run_relative: str,
+    guard_images: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Build every source ONNX for `target` into `folder`; `run_relative` is `folder` as seen from the run.
 
     `calibration` (source-domain images) is needed for int8; `check_images` (held-out images) measure how far
-    int8 and float16 graphs agree with fp32.
+    int8 and float16 graphs agree with fp32; `guard_images` (other source-domain images) are what int8's accuracy
+    guard judges by.
     """
     extra: dict[str, Any] = {}
-    context = BuildContext(target, folder, profile, calibration, check_images, run_relative, extra)
+    context = BuildContext(target, folder, profile, calibration, check_images, run_relative, extra, guard_images)
     builder = BUILDERS[target.builder]
     engines = {name: builder(context, name, source, model_sha256[name]) for name, source in sources.items()}
     return {"engines": engines, **extra}

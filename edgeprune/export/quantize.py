@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import logging
 import tempfile
@@ -53,10 +54,11 @@ DEFAULT_KEEP_FLOAT_OPS: tuple[str, ...] = (
     "Gemm",  # classifier head: last layer, negligible time
 )
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_CHUNK = 8  # images whose activations the calibrator holds at once
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """onnxruntime's quantizer logs warnings on the root logger and prints histogram progress to stdout."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
@@ -120,8 +122,10 @@ def is_qdq_model(path: Path) -> bool:
 
 
 class _Calibration:
-    """The calibration images, one at a time, and a record of each image actually read.
+    """The calibration images and a record of each image actually read, as an onnxruntime calibration data reader.
 
+    onnxruntime's strided calibration reads them `stride` at a time (`set_range`), folding each chunk's activations
+    into its histograms before the next: the calibrator holds the activations of one chunk, never of the whole set.
     `digests` holds, in reading order, the sha256 (first 16 hex digits) of each image's float32 bytes as fed to the
     model: anyone can preprocess a set of images the same way and check which of them were, or were not, used.
     """
@@ -129,20 +133,33 @@ class _Calibration:
     def __init__(
         self, calibration: Iterable[np.ndarray] | np.ndarray, input_name: str, sources: Sequence[str] | None
     ) -> None:
-        self.images = _images(calibration)
+        self.images = list(_images(calibration))
         self.input_name = input_name
         self.sources = None if sources is None else list(sources)
         self.digests: list[str] = []
         self.combined = hashlib.sha256()
+        self.position, self.end = 0, len(self.images)
 
     @property
     def count(self) -> int:
         return len(self.digests)
 
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.position, self.end = start_index, min(end_index, len(self.images))
+
+    def stride(self, chunk: int = CALIBRATION_CHUNK) -> int:
+        """The largest chunk of at most `chunk` images that divides the set (onnxruntime needs equal chunks)."""
+        count = len(self.images)
+        return max(d for d in range(1, min(count, chunk) + 1) if count % d == 0)
+
     def get_next(self) -> dict[str, np.ndarray] | None:
-        image = next(self.images, None)
-        if image is None:
+        if self.position >= self.end:
             return None
+        image = self.images[self.position]
+        self.position += 1
         self.digests.append(image_digest(image))
         self.combined.update(image.tobytes())
         return {self.input_name: image}
@@ -183,7 +200,7 @@ def _excluded_nodes(model: onnx.ModelProto, keep_float_ops: Sequence[str], weigh
     return excluded
 
 
-def _preprocessed(fp32_onnx: Path, work: Path) -> tuple[Path, bool]:
+def preprocessed(fp32_onnx: Path, work: Path) -> tuple[Path, bool]:
     """Symbolic shape inference + constant folding (the quantizer's recommended first step), where it works."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -195,22 +212,40 @@ def _preprocessed(fp32_onnx: Path, work: Path) -> tuple[Path, bool]:
     return model_path, True
 
 
+def ranges_cache_supported() -> bool:
+    """Whether this onnxruntime's quantize_static can save and reuse calibrated ranges (onnxruntime >= 1.32)."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
 def _quantize(
-    model_path: Path, out: Path, reader: _Calibration, op_types: list[str], excluded: list[str], options: dict
+    model_path: Path, out: Path, reader: _Calibration | None, op_types: list[str], excluded: list[str], options: dict
 ) -> None:
     """onnxruntime's static QDQ quantization of `model_path` into `out`, checked; its errors as EdgepruneError.
 
-    `options`: per_channel, calibrate_method, symmetric_activations, quantize_outputs and name (the model's, for
-    error messages).
+    `options`: per_channel, calibrate_method, symmetric_activations, quantize_outputs, ranges (a calibration cache
+    file: written after calibrating, read instead of calibrating when it exists) and name (the model's, for error
+    messages). `reader` may be None when the ranges are cached.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    no_images = "no calibration images were given: INT8 calibration needs source-domain images"
+    cache: Path | None = options.get("ranges") if ranges_cache_supported() else None
+    cached = cache is not None and cache.exists()
+    extra_options = {
+        "ActivationSymmetric": options["symmetric_activations"],
+        "WeightSymmetric": True,
+        "OpTypesToExcludeOutputQuantization": [] if options["quantize_outputs"] else op_types,
+    }
+    if not cached:
+        if reader is None or len(reader) == 0:
+            raise EdgepruneError("no calibration images were given: INT8 calibration needs source-domain images")
+        extra_options["CalibStridedMinMax"] = reader.stride()  # any method: one chunk of activations at a time
     try:
         quantize_static(
             str(model_path),
             str(out),
-            reader,
+            None if cached else reader,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=op_types,
             nodes_to_exclude=excluded,
@@ -218,41 +253,37 @@ def _quantize(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=options["calibrate_method"],
-            extra_options={
-                "ActivationSymmetric": options["symmetric_activations"],
-                "WeightSymmetric": True,
-                "OpTypesToExcludeOutputQuantization": [] if options["quantize_outputs"] else op_types,
-            },
+            extra_options=extra_options,
+            **({"calibration_cache_path": str(cache)} if cache is not None else {}),
         )
-        if reader.count == 0:
-            raise EdgepruneError(no_images)
         onnx.checker.check_model(str(out))
     except ValueError as exc:
-        if reader.count == 0:
-            raise EdgepruneError(no_images) from None
         raise EdgepruneError(f"onnxruntime could not quantize {options['name']}: {exc}") from None
 
 
 def quantize_static_int8(
     fp32_onnx: Path,
     out: Path,
-    calibration: Iterable[np.ndarray] | np.ndarray,
+    calibration: Iterable[np.ndarray] | np.ndarray | None,
     *,
     per_channel: bool = True,
     quantize_ops: Sequence[str] = DEFAULT_QUANTIZE_OPS,
     keep_float_ops: Sequence[str] = DEFAULT_KEEP_FLOAT_OPS,
+    keep_float_nodes: Sequence[str] = (),
     method: str = "minmax",
     symmetric_activations: bool = True,
     quantize_outputs: bool = False,
     weight_matmuls_only: bool = True,
     calibration_sources: Sequence[str] | None = None,
+    ranges: Path | None = None,
 ) -> dict[str, Any]:
     """Write `out`, a QDQ INT8 copy of `fp32_onnx` calibrated on `calibration` (source-domain images only).
 
     `calibration` is an (N, C, H, W) float32 array, or an iterable of such batches, preprocessed exactly as the
     model's inputs. `quantize_ops` are the op types to quantize, less any in `keep_float_ops`; every node of a
-    `keep_float_ops` type is also excluded by name. `method` is "minmax" (default: fast, memory-flat),
-    "percentile" or "entropy" (these two hold every calibration activation in memory: keep N small).
+    `keep_float_ops` type is also excluded by name, and so is every node named in `keep_float_nodes`. `method` is
+    "minmax" (default), "percentile" or "entropy": every method streams, holding the activations of
+    `CALIBRATION_CHUNK` images at a time (the histograms are updated chunk by chunk).
     `quantize_outputs=False` puts Q/DQ on the inputs of the quantized ops only (TensorRT's recommended placement;
     onnxruntime then runs them as integer matmuls with float outputs): on the test ViT it cut the largest logit
     error about threefold and ran faster on the CPU than also re-quantizing their outputs.
@@ -260,20 +291,23 @@ def quantize_static_int8(
     float: their inputs, softmax probabilities above all, lose the most in int8.
     `calibration_sources` optionally names each calibration image, in order (e.g. its path relative to the data
     set, `domain/class/file`): they are recorded with the domains they name (their first path component).
+    `ranges`: a file for the calibrated ranges; where it exists (and this onnxruntime reads it) they are reused and
+    `calibration` may be None, so the same model can be quantized again with other nodes kept float, cheaply.
     Returns a description of what was done, with the digests of the images calibrated on (see `image_digest`).
     """
     options = dict(name=fp32_onnx.name, calibrate_method=_calibration_method(method), per_channel=per_channel)
-    options.update(symmetric_activations=symmetric_activations, quantize_outputs=quantize_outputs)
+    options.update(symmetric_activations=symmetric_activations, quantize_outputs=quantize_outputs, ranges=ranges)
     op_types = [op for op in dict.fromkeys(quantize_ops) if op not in keep_float_ops]
     if not op_types:
         raise EdgepruneError("nothing to quantize: every op type in quantize_ops is also in keep_float_ops")
-    reader = _Calibration(calibration, _input_name(onnx.load(str(fp32_onnx))), calibration_sources)
-    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, _quiet(), atomic_path(out) as tmp:
-        model_path, preprocessed = _preprocessed(fp32_onnx, Path(work))
+    input_name = _input_name(onnx.load(str(fp32_onnx)))
+    reader = None if calibration is None else _Calibration(calibration, input_name, calibration_sources)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, quiet(), atomic_path(out) as tmp:
+        model_path, was_preprocessed = preprocessed(fp32_onnx, Path(work))
         model = onnx.load(str(model_path))
-        excluded = _excluded_nodes(model, keep_float_ops, weight_matmuls_only)
+        excluded = _excluded_nodes(model, keep_float_ops, weight_matmuls_only) + list(keep_float_nodes)
         _quantize(model_path, tmp, reader, op_types, excluded, options)
-        images = reader.record()
+        images = reader.record() if reader is not None and reader.count else {}
     quantized, kept = quantized_nodes(onnx.load(str(out))), Counter(n.op_type for n in model.graph.node)
     return {
         "format": "QDQ",
@@ -282,11 +316,12 @@ def quantize_static_int8(
         "outputs_quantized": quantize_outputs,
         "attention_products_quantized": not weight_matmuls_only,
         "calibration_method": method,
-        "calibration_images": reader.count,
+        "calibration_images": reader.count if reader is not None else 0,
+        "calibration_chunk": reader.stride() if reader is not None and len(reader) else None,
         "op_types_quantized": op_types,
         "nodes_quantized": dict(sorted(quantized.items())),
         "nodes_kept_float": {op: n for op, n in sorted(kept.items()) if op in keep_float_ops},
-        "preprocessed": preprocessed,
+        "preprocessed": was_preprocessed,
         "onnxruntime": ort.__version__,
         **images,
     }

@@ -38,6 +38,7 @@ from edgeprune.workspace import (
 EXPORTED = {"model": "finetuned", "baseline": "baseline"}
 PARITY = TOLERANCES["parity"]
 CALIBRATION_BATCHES = 4  # x 32 source-domain images for INT8
+GUARD_IMAGES = 128  # source validation images on which INT8 must agree with fp32
 
 
 def _parity_images(model: torch.nn.Module, data: RunData, count: int) -> torch.Tensor:
@@ -114,13 +115,15 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
     # fp32 targets need no images; int8 needs source images to calibrate, int8 and fp16 held-out ones to check.
     model = load_model(run.stage("finetuned")) if target.reduced_precision else None
-    calibration, calibration_domains = None, []
+    calibration, guard_images, calibration_domains = None, None, []
     if target.needs_calibration:  # source-domain images only: the held-out domain stays unseen
         picked = calibration_samples(data.split.train, CALIBRATION_BATCHES * 32, seed=0)
         transform = eval_transform(data_config(model))
-        batches = image_batches(picked, transform, 32)
-        calibration = torch.cat([x for x, _ in batches]).numpy()
+        calibration = torch.cat([x for x, _ in image_batches(picked, transform, 32)]).numpy()
         calibration_domains = sorted({data.dataset.domain_of(s) for s in picked})
+        # The guard judges on source validation images: neither calibration nor held-out ones.
+        guarded = calibration_samples(data.split.val, GUARD_IMAGES, seed=0)
+        guard_images = torch.cat([x for x, _ in image_batches(guarded, transform, 32)]).numpy()
     check_images = _parity_images(model, data, 128).numpy() if model is not None else None
     engine_dir = run.engine_dir(target.name)
     with atomic_dir(engine_dir) as folder:
@@ -134,6 +137,7 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
                 calibration,
                 check_images,
                 engine_dir.relative_to(run.dir).as_posix(),
+                guard_images,
             )
         atomic_write_text(folder / "profile.toml", profile_to_toml(profile))
         build = BuildRecord.from_json(
@@ -148,8 +152,14 @@ def build_engines(run: Run, target: Target, profile: Profile, data: RunData, rep
                 "onnx_sha256": export_record["onnx_sha256"],
                 "model_sha256": export_record["sources"],
                 **(
-                    {"calibration": {"images": len(calibration), "domains": calibration_domains}}
-                    if calibration is not None
+                    {
+                        "calibration": {
+                            "images": len(calibration),
+                            "domains": calibration_domains,
+                            "guard_images": len(guard_images),
+                        }
+                    }
+                    if calibration is not None and guard_images is not None
                     else {}
                 ),
                 **built,

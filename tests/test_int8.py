@@ -66,9 +66,7 @@ def test_dynamic_int8_quantizes_every_linear_layer(tiny: TinyVit, fp32_onnx: Pat
 
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic"])
-def test_sensitivity_ranks_every_quantized_matmul(
-    tiny: TinyVit, fp32_onnx: Path, tmp_path: Path, scheme: str
-) -> None:
+def test_sensitivity_ranks_every_quantized_matmul(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path, scheme: str) -> None:
     qdq = tmp_path / "q.onnx"
     quantize_static_int8(fp32_onnx, qdq, tiny.source_images[:16])
     found = sensitivity(qdq if scheme == "static" else fp32_onnx, tiny.source_images[:4], scheme)
@@ -87,9 +85,7 @@ def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(
     guard_images = tiny.target_images
 
     def coarse(out: Path, keep) -> dict:  # type: ignore[no-untyped-def]
-        return quantize_static_int8(
-            fp32_onnx, out, tiny.source_images[:4], per_channel=False, keep_float_nodes=keep
-        )
+        return quantize_static_int8(fp32_onnx, out, tiny.source_images[:4], per_channel=False, keep_float_nodes=keep)
 
     result = guard("static", coarse, fp32_onnx, guard_images, tmp_path, target=1.0)
     assert result.agreement == 1.0

@@ -219,6 +219,7 @@ class BuildRecord(Result):
     quantization: dict[str, dict[str, Any]] | None = None
     bundles: dict[str, dict[str, Any]] | None = None
     float16: dict[str, dict[str, Any]] | None = None
+    cpu_graph: dict[str, dict[str, Any]] | None = None  # ort-cpu: fused attention or not, as measured
     note: str | None = None
 
     def location(self, name: str) -> str:

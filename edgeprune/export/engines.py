@@ -17,7 +17,7 @@ import onnxruntime as ort
 from edgeprune.backends.base import Runner
 from edgeprune.errors import EdgepruneError
 from edgeprune.export.int8 import GUARD_AGREEMENT, build_int8
-from edgeprune.export.ort_engine import optimise_for_cpu
+from edgeprune.export.ort_engine import build_ort_cpu
 from edgeprune.export.ort_fp16 import build_ort_fp16
 from edgeprune.export.quantize import agreement
 from edgeprune.export.runners import OrtRunner
@@ -73,9 +73,16 @@ def _exported_as_is(ctx: BuildContext, name: str, source: Path, model_sha256: st
     return {"path": f"export/{source.name}", "sha256": file_sha256(source)}
 
 
+def _profile_batches(profile: Profile) -> tuple[int, ...]:
+    """The batch sizes a CPU build is judged at: the profile's usual one first, then its largest."""
+    return tuple(dict.fromkeys((profile.batch.opt, profile.batch.max)))
+
+
 def _ort_optimised(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
     engine = ctx.engine_path(name)
-    optimise_for_cpu(source, engine)
+    threads = capped_threads(ctx.profile.backend.threads)
+    record = build_ort_cpu(source, engine, batch_sizes=_profile_batches(ctx.profile), threads=threads)
+    ctx.extra.setdefault("cpu_graph", {})[name] = record
     return ctx.entry(engine)
 
 
@@ -85,14 +92,13 @@ def _ort_int8(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> 
     engine = ctx.engine_path(name)
     if ctx.calibration is None:
         raise EdgepruneError("INT8 needs source-domain calibration images")
-    batch = ctx.profile.batch
     info = build_int8(
         source,
         engine,
         ctx.calibration,
         ctx.calibration[:8] if ctx.guard_images is None else ctx.guard_images,
         target=GUARD_AGREEMENT if ctx.guard_images is not None else 0.0,
-        batch_sizes=tuple(dict.fromkeys((batch.opt, batch.max))),
+        batch_sizes=_profile_batches(ctx.profile),
         threads=capped_threads(ctx.profile.backend.threads),
     )
     if ctx.check_images is not None:

@@ -87,7 +87,7 @@ def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(
     def coarse(out: Path, keep) -> dict:  # type: ignore[no-untyped-def]
         return quantize_static_int8(fp32_onnx, out, tiny.source_images[:4], per_channel=False, keep_float_nodes=keep)
 
-    result = guard("static", coarse, fp32_onnx, guard_images, tmp_path, target=1.0)
+    result = guard("static", coarse, fp32_onnx, guard_images, tmp_path, target=1.0, max_float_share=1.0)
     assert result.agreement == 1.0
     assert result.tries[0]["kept_float"] == 0 and result.tries[0]["agreement"] < 1.0
     counts = [t["kept_float"] for t in result.tries]
@@ -97,6 +97,11 @@ def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(
     assert set(result.kept_float) == set(sorted(ranking, key=ranking.__getitem__, reverse=True)[: counts[-1]])
     kept = [n for n in onnx.load(str(result.path)).graph.node if n.name in result.kept_float]
     assert kept and all(n.op_type == "MatMul" for n in kept)
+
+    # By default at most a quarter of the MatMuls stay float (4 of 16): 1, 2, then 4, and the best try is kept.
+    capped = guard("static", coarse, fp32_onnx, guard_images, tmp_path / "capped", target=1.0)
+    assert [t["kept_float"] for t in capped.tries] == [0, 1, 2, 4][: len(capped.tries)]
+    assert capped.agreement == max(t["agreement"] for t in capped.tries) and len(capped.kept_float) <= 4
 
 
 def test_build_int8_measures_both_schemes_and_keeps_one(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:

@@ -146,7 +146,10 @@ def test_bench_report(run_copy) -> None:
     assert all(row["baseline_ms"] > 0 for row in parts.values() if row["name"] != "other")
     mlp = parts["block 0 MLP"]
     assert mlp["pruned_macs"] < mlp["baseline_macs"]
-    assert {"MatMul", "Softmax"} <= {row["name"] for row in breakdown["by_op"]}
+    ops = {row["name"] for row in breakdown["by_op"]}
+    assert "MatMul" in ops and ({"Softmax", "MultiHeadAttention"} & ops)  # attention fused or not (build.json)
+    fused = read_json(run.stage("engines") / "ort-cpu" / "build.json")["cpu_graph"]["model"]["chosen"] == "fused"
+    assert ("MultiHeadAttention" in ops) == fused
     assert "## Where the time goes" in (run.stage("bench") / "report.md").read_text()
     assert report["chance_accuracy"] == pytest.approx(1 / 7) and set(report["prediction_spread"]) == {
         "baseline", "pruned_torch", "baseline_engine", "engine"

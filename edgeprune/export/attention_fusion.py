@@ -134,8 +134,11 @@ def fuse_attention(model: onnx.ModelProto) -> int:
         return 0
     position = {n.name: i for i, n in enumerate(model.graph.node)}
     new_nodes: dict[int, list[onnx.NodeProto]] = {}
+    prefixes = [a.dead[3].rsplit("/", 1)[0] if "/" in a.dead[3] else "" for a in found]  # the Softmax's scope
     for index, attention in enumerate(found):
-        prefix = f"edgeprune_attention_{index}"
+        # Named in the attention's scope (/blocks/blocks.3/attn/...), so profiles attribute it to its block.
+        prefix = prefixes[index] if prefixes[index] and prefixes.count(prefixes[index]) == 1 else f"attention_{index}"
+        prefix = f"{prefix}/fused"
         q, k, v = (f"{prefix}/{part}" for part in "qkv")
         nodes = [helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, num_outputs=3)]
         if model.opset_import[0].version < 18:  # Split's num_outputs came with opset 18
@@ -154,7 +157,7 @@ def fuse_attention(model: onnx.ModelProto) -> int:
                 "MultiHeadAttention",
                 inputs,
                 [attention.out],
-                name=f"{prefix}/mha",
+                name=f"{prefix}/MultiHeadAttention",
                 domain=MS_DOMAIN,
                 num_heads=attention.heads,
             )

@@ -61,6 +61,7 @@ class BuildContext:
     run_relative: str
     extra: dict[str, Any]  # what build.json records besides the engines (quantization, bundles, ...)
     guard_images: np.ndarray | None = None  # source-domain images, not the calibration ones: int8's accuracy guard
+    timed_choices: bool = True  # CPU builds time their variants (fused or not, static or dynamic) and keep the faster
 
     def engine_path(self, name: str) -> Path:
         return self.folder / f"{name}{self.target.engine_suffix}"
@@ -73,15 +74,16 @@ def _exported_as_is(ctx: BuildContext, name: str, source: Path, model_sha256: st
     return {"path": f"export/{source.name}", "sha256": file_sha256(source)}
 
 
-def _profile_batches(profile: Profile) -> tuple[int, ...]:
-    """The batch sizes a CPU build is judged at: the profile's usual one first, then its largest."""
-    return tuple(dict.fromkeys((profile.batch.opt, profile.batch.max)))
+def _judged_at(ctx: BuildContext) -> tuple[int, ...]:
+    """The batch sizes a CPU build times its variants at: the profile's usual one first, then its largest."""
+    batch = ctx.profile.batch
+    return tuple(dict.fromkeys((batch.opt, batch.max))) if ctx.timed_choices else ()
 
 
 def _ort_optimised(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
     engine = ctx.engine_path(name)
     threads = capped_threads(ctx.profile.backend.threads)
-    record = build_ort_cpu(source, engine, batch_sizes=_profile_batches(ctx.profile), threads=threads)
+    record = build_ort_cpu(source, engine, batch_sizes=_judged_at(ctx), threads=threads)
     ctx.extra.setdefault("cpu_graph", {})[name] = record
     return ctx.entry(engine)
 
@@ -98,7 +100,7 @@ def _ort_int8(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> 
         ctx.calibration,
         ctx.calibration[:8] if ctx.guard_images is None else ctx.guard_images,
         target=GUARD_AGREEMENT if ctx.guard_images is not None else 0.0,
-        batch_sizes=_profile_batches(ctx.profile),
+        batch_sizes=_judged_at(ctx),
         threads=capped_threads(ctx.profile.backend.threads),
     )
     if ctx.check_images is not None:
@@ -169,15 +171,18 @@ def build_target(
     check_images: np.ndarray | None,
     run_relative: str,
     guard_images: np.ndarray | None = None,
+    timed_choices: bool = True,
 ) -> dict[str, Any]:
     """Build every source ONNX for `target` into `folder`; `run_relative` is `folder` as seen from the run.
 
     `calibration` (source-domain images) is needed for int8; `check_images` (held-out images) measure how far
     int8 and float16 graphs agree with fp32; `guard_images` (other source-domain images) are what int8's accuracy
-    guard judges by.
+    guard judges by. `timed_choices=False` (latency probes) keeps the fused / static variant without timing.
     """
     extra: dict[str, Any] = {}
-    context = BuildContext(target, folder, profile, calibration, check_images, run_relative, extra, guard_images)
+    context = BuildContext(
+        target, folder, profile, calibration, check_images, run_relative, extra, guard_images, timed_choices
+    )
     builder = BUILDERS[target.builder]
     engines = {name: builder(context, name, source, model_sha256[name]) for name, source in sources.items()}
     return {"engines": engines, **extra}

@@ -3,9 +3,9 @@
 Both schemes quantize the same MatMuls (the linear layers; see `quantize.DEFAULT_QUANTIZE_OPS`). Each goes through
 an accuracy guard: its top-1 agreement with fp32 is measured on source-domain images (never the held-out domain,
 never the calibration images), and while it is below the target the MatMuls whose quantization costs the most stay
-float, 1, 2, 4, ... of them, ranked by how far quantizing each alone moves its output (`sensitivity`). Of the
-schemes that reach the target, the one faster on this CPU at the profile's batch sizes is kept; where none
-reaches it, the one that agrees best.
+float, 1, 2, 4, ... of them (at most a quarter), ranked by how far quantizing each alone moves its output
+(`sensitivity`). Of the schemes that reach the target, the one faster on this CPU at the profile's batch sizes is
+kept; where none reaches it, the one that agrees best, and the build record says so.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from edgeprune.export.runners import OrtRunner
 from edgeprune.workspace import atomic_path
 
 GUARD_AGREEMENT = 0.99  # top-1 agreement with fp32 on source images that the guard keeps float MatMuls for
+MAX_FLOAT_SHARE = 0.25  # of the quantizable MatMuls that the guard may keep float
 SCHEMES = ("static", "dynamic")
 Quantize = Callable[[Path, Sequence[str]], dict[str, Any]]  # (out, MatMuls kept float) -> what was done
 
@@ -182,9 +183,12 @@ def guard(
     *,
     target: float = GUARD_AGREEMENT,
     probe_images: int = 8,
+    max_float_share: float = MAX_FLOAT_SHARE,
 ) -> GuardedInt8:
     """Quantize every MatMul; while agreement with fp32 on `guard_images` is below `target`, keep the most
-    sensitive 1, 2, 4, ... MatMuls float (the ranking measured on the first `probe_images` of them)."""
+    sensitive 1, 2, 4, ... MatMuls float (ranked on the first `probe_images` of them), at most `max_float_share`
+    of them: beyond that INT8 no longer pays for its quantize / dequantize steps. Keeps the try that agreed best
+    (the fewest float MatMuls among equals)."""
 
     def attempt(keep: list[str]) -> tuple[Path, dict[str, Any], float]:
         out = work / f"{scheme}-{len(keep)}.onnx"
@@ -193,19 +197,21 @@ def guard(
 
     path, info, agreed = attempt([])
     tries = [{"kept_float": 0, "agreement": agreed}]
+    best: tuple[float, list[str], Path, dict[str, Any]] = (agreed, [], path, info)
     ranking: dict[str, float] = {}
-    keep: list[str] = []
     if agreed < target:
         ranking = sensitivity(path if scheme == "static" else fp32_onnx, guard_images[:probe_images], scheme)
         ordered = sorted(ranking, key=ranking.__getitem__, reverse=True)
-        count = 1
-        while agreed < target and len(keep) < len(ordered):
+        limit, count = int(len(ordered) * max_float_share), 1
+        while best[0] < target and count <= limit:
             keep = ordered[:count]
             path, info, agreed = attempt(keep)
             tries.append({"kept_float": len(keep), "agreement": agreed})
-            count *= 2
-    kept = {node: ranking[node] for node in keep}
-    return GuardedInt8(scheme, path, info, agreed, kept, tries)
+            if agreed > best[0]:
+                best = (agreed, keep, path, info)
+            count = limit if count < limit < 2 * count else 2 * count
+    agreed, keep, path, info = best
+    return GuardedInt8(scheme, path, info, agreed, {node: ranking[node] for node in keep}, tries)
 
 
 def build_int8(
@@ -224,7 +230,8 @@ def build_int8(
 
     `calibration` (source-domain training images) calibrates the static scheme; `guard_images` (other
     source-domain images) judge agreement with fp32. Latency is the p50 at each of `batch_sizes`, all schemes
-    timed in alternating rounds.
+    timed in alternating rounds; with no batch sizes nothing is timed and the first scheme of `schemes` that
+    reaches the target is kept.
     """
     unknown = sorted(set(schemes) - set(SCHEMES))
     if unknown or not schemes:
@@ -259,7 +266,9 @@ def build_int8(
         candidates = [guard(s, makers[s], fp32_onnx, guard_images, work, target=target) for s in schemes]
         _time(candidates, guard_images, batch_sizes, threads)
         reached = [c for c in candidates if c.agreement >= target]
-        if reached:
+        if reached and not batch_sizes:
+            chosen, reason = reached[0], f"not timed: the first scheme that reaches agreement {target}"
+        elif reached:
             chosen = min(reached, key=lambda c: c.latency_ms[str(batch_sizes[0])])
             reason = f"fastest at batch {batch_sizes[0]} of the schemes that reach agreement {target}"
         else:

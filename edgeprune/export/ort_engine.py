@@ -48,8 +48,9 @@ def build_ort_cpu(
     """`destination`: the optimised graph of `source`, with every attention fused into onnxruntime's
     MultiHeadAttention if that graph computes the same logits and is faster at the first of `batch_sizes`.
 
-    Returns what was measured: fused op counts of each candidate, p50 per batch size, the parity of the fused
-    graph, and the choice.
+    With no `batch_sizes` nothing is timed and the fused graph is kept when it computes the same logits (latency
+    probes: one choice for all of them, not a timing per probe). Returns what was measured: fused op counts of
+    each candidate, p50 per batch size, the parity of the fused graph, and the choice.
     """
     with tempfile.TemporaryDirectory(prefix="edgeprune-ort-") as folder:
         work = Path(folder)
@@ -68,9 +69,11 @@ def build_ort_cpu(
             if record["fused_max_abs_diff"] <= FUSED_PARITY:
                 candidates["fused"] = work / "fused.onnx"
         record["fused_ops"] = {name: fused_op_counts(path) for name, path in candidates.items()}
-        record["p50_ms"] = _timed(candidates, batch_sizes, threads) if len(candidates) > 1 else {}
-        first = str(batch_sizes[0])
-        chosen = min(candidates, key=lambda name: record["p50_ms"][name][first]) if record["p50_ms"] else "unfused"
+        record["p50_ms"] = _timed(candidates, batch_sizes, threads) if len(candidates) > 1 and batch_sizes else {}
+        if record["p50_ms"]:
+            chosen = min(candidates, key=lambda name: record["p50_ms"][name][str(batch_sizes[0])])
+        else:
+            chosen = "fused" if "fused" in candidates else "unfused"
         record["chosen"] = chosen
         with atomic_path(destination) as tmp:
             shutil.copyfile(candidates[chosen], tmp)

@@ -57,11 +57,15 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+CPU_ISAS = ("avx2", "avx512", "avx512-vnni", "arm64", "arm64-dotprod")  # as hardware.cpu_isa names them
+
+
 @dataclass(frozen=True, config=_STRICT)
 class Backend:
     default_target: StrictStr
     precision: StrictStr
     threads: StrictInt | None = None  # CPU threads for the ort-cpu targets; None lets onnxruntime decide
+    isa: StrictStr | None = None  # the CPU's vector ISA the profile was made for (CPU_ISAS); checked when building
 
     @model_validator(mode="after")
     def _check(self) -> Backend:
@@ -77,6 +81,10 @@ class Backend:
             f"{runs_in}",
         )
         _require(self.threads is None or self.threads >= 1, f"backend.threads = {self.threads} must be at least 1")
+        _require(
+            self.isa is None or self.isa in CPU_ISAS,
+            f"backend.isa must be one of {', '.join(CPU_ISAS)} (got {self.isa!r})",
+        )
         return self
 
 

@@ -116,6 +116,7 @@ def test_replace_validates_again() -> None:
         ('default_target = "trt-fp16"', 'default_target = "tpu"', "backend.default_target must be one of onnx,"),
         ("max = 4", 'max = "4"', "batch.max must be an integer (got '4')"),
         ("threads = 6", "threads = true", "backend.threads must be an integer (got True)"),
+        ("threads = 6", 'threads = 6\nisa = "sse4"', "backend.isa must be one of avx2, avx512, avx512-vnni, arm64"),
         ("dla_core = -1", "dla_core = -2", "tensorrt.dla_core = -2 must be -1"),
         ("dla_core = -1", "dla_core = 0", "needs a fixed batch (batch.min = batch.opt = batch.max)"),
         ('version_min = "10.3"', 'version_min = "ten"', "tensorrt.version_min = 'ten' is not a version number"),
@@ -196,3 +197,22 @@ def test_profiles_folder_from_the_environment(tmp_path: Path, monkeypatch: pytes
     _write(tmp_path, VALID, "other-name")
     with pytest.raises(EdgepruneError, match="differs from the file name 'other-name'"):
         load_profile("other-name")
+
+
+def test_a_cpu_build_warns_when_the_profile_names_another_cpu() -> None:
+    from edgeprune.hardware import cpu_isa
+    from edgeprune.pipeline.export import warn_if_other_cpu
+    from edgeprune.targets import resolve_target
+    from tests.conftest import Notes
+
+    profile = load_profile("cpu-x86")
+    assert profile.backend.isa == "avx2"
+    other = "arm64-dotprod" if cpu_isa() != "arm64-dotprod" else "avx2"
+    elsewhere = dataclasses.replace(profile, backend=dataclasses.replace(profile.backend, isa=other))
+    notes = Notes()
+    warn_if_other_cpu(elsewhere, resolve_target("ort-cpu-int8"), notes)
+    assert len(notes.lines) == 1 and f"is for {other} CPUs; this one is {cpu_isa()}" in notes.lines[0]
+    here = dataclasses.replace(profile, backend=dataclasses.replace(profile.backend, isa=cpu_isa()))
+    warn_if_other_cpu(here, resolve_target("ort-cpu-int8"), notes)  # the same CPU, or a GPU target: nothing
+    warn_if_other_cpu(elsewhere, resolve_target("trt-fp16"), notes)
+    assert len(notes.lines) == 1

@@ -13,7 +13,7 @@ from edgeprune.export.compare import TOLERANCES
 from edgeprune.export.engines import build_target
 from edgeprune.export.onnx_export import export_onnx, parity
 from edgeprune.export.tensorrt import tensorrt_version
-from edgeprune.hardware import describe_device
+from edgeprune.hardware import cpu_isa, describe_device
 from edgeprune.models.artifact import WEIGHTS_FILE, load_model
 from edgeprune.pipeline.context import RunData, complete_run, eval_loader
 from edgeprune.profiles import Profile, load_profile, profile_to_toml
@@ -109,8 +109,19 @@ def default_profile(target: Target) -> Profile:
     return load_profile("cpu-arm64" if platform.machine().lower() in ("aarch64", "arm64") else "cpu-x86")
 
 
+def warn_if_other_cpu(profile: Profile, target: Target, reporter: Reporter) -> None:
+    """CPU builds choose their variants by timing them here: say so when the profile names another CPU."""
+    here = cpu_isa()
+    if target.onnxruntime_cpu and profile.backend.isa and profile.backend.isa != here:
+        reporter.info(
+            f"[yellow]warning:[/] profile {profile.name} is for {profile.backend.isa} CPUs; this one is {here}: "
+            "what is timed here (fused attention or not, static or dynamic INT8) may be chosen otherwise there"
+        )
+
+
 def build_engines(run: Run, target: Target, profile: Profile, data: RunData, reporter: Reporter) -> BuildRecord:
     """engines/<target>/: the pruned and baseline engines (or deploy bundles) and build.json."""
+    warn_if_other_cpu(profile, target, reporter)
     export_record = read_json(run.stage("export") / "export.json")
     sources = {name: run.stage("export") / f"{name}.onnx" for name in EXPORTED}
     # fp32 targets need no images; int8 needs source images to calibrate, int8 and fp16 held-out ones to check.

@@ -263,7 +263,7 @@ def build_int8(
             return quantize_dynamic_int8(source, path, keep)
 
         makers: dict[str, Quantize] = {"static": static, "dynamic": dynamic}
-        candidates = [guard(s, makers[s], fp32_onnx, guard_images, work, target=target) for s in schemes]
+        candidates = [guard(s, makers[s], source, guard_images, work, target=target) for s in schemes]
         _time(candidates, guard_images, batch_sizes, threads)
         reached = [c for c in candidates if c.agreement >= target]
         if reached and not batch_sizes:

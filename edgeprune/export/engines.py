@@ -90,7 +90,7 @@ def _ort_optimised(ctx: BuildContext, name: str, source: Path, model_sha256: str
 
 def _ort_int8(ctx: BuildContext, name: str, source: Path, model_sha256: str) -> dict[str, Any]:
     """Static or dynamic INT8, whichever is faster here among those the guard makes agree with fp32 on source
-    images (without guard images, as for latency probes: the faster one)."""
+    images (latency probes pass no guard images: no guard, and static unless their build times the two)."""
     engine = ctx.engine_path(name)
     if ctx.calibration is None:
         raise EdgepruneError("INT8 needs source-domain calibration images")

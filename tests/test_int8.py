@@ -87,7 +87,7 @@ def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(
     def coarse(out: Path, keep) -> dict:  # type: ignore[no-untyped-def]
         return quantize_static_int8(fp32_onnx, out, tiny.source_images[:4], per_channel=False, keep_float_nodes=keep)
 
-    result = guard("static", coarse, fp32_onnx, guard_images, tmp_path, target=1.0, max_float_share=1.0)
+    result = guard("static", coarse, fp32_onnx, guard_images, tmp_path, target=1.0, max_float_share=1.0, patience=16)
     assert result.agreement == 1.0
     assert result.tries[0]["kept_float"] == 0 and result.tries[0]["agreement"] < 1.0
     counts = [t["kept_float"] for t in result.tries]
@@ -99,9 +99,15 @@ def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(
     assert kept and all(n.op_type == "MatMul" for n in kept)
 
     # By default at most a quarter of the MatMuls stay float (4 of 16): 1, 2, then 4, and the best try is kept.
-    capped = guard("static", coarse, fp32_onnx, guard_images, tmp_path / "capped", target=1.0)
+    capped = guard("static", coarse, fp32_onnx, guard_images, tmp_path / "capped", target=1.0, patience=16)
     assert [t["kept_float"] for t in capped.tries] == [0, 1, 2, 4][: len(capped.tries)]
     assert capped.agreement == max(t["agreement"] for t in capped.tries) and len(capped.kept_float) <= 4
+    # With patience 1 it stops at the first try that does not improve on the best so far.
+    impatient = guard("static", coarse, fp32_onnx, guard_images, tmp_path / "impatient", target=1.0, patience=1)
+    agreements = [t["agreement"] for t in impatient.tries]
+    stopped_early = len(agreements) < len(capped.tries) or agreements[-1] <= max(agreements[:-1])
+    assert stopped_early or impatient.agreement == 1.0
+    assert all(a > max(agreements[:i]) for i, a in enumerate(agreements[:-1]) if i > 0)
 
 
 def test_build_int8_measures_both_schemes_and_keeps_one(tiny: TinyVit, fp32_onnx: Path, tmp_path: Path) -> None:

@@ -184,11 +184,13 @@ def guard(
     target: float = GUARD_AGREEMENT,
     probe_images: int = 8,
     max_float_share: float = MAX_FLOAT_SHARE,
+    patience: int = 2,
 ) -> GuardedInt8:
     """Quantize every MatMul; while agreement with fp32 on `guard_images` is below `target`, keep the most
     sensitive 1, 2, 4, ... MatMuls float (ranked on the first `probe_images` of them), at most `max_float_share`
-    of them: beyond that INT8 no longer pays for its quantize / dequantize steps. Keeps the try that agreed best
-    (the fewest float MatMuls among equals)."""
+    of them: beyond that INT8 no longer pays for its quantize / dequantize steps. Stops after `patience` tries in a
+    row that do not agree better than the best so far (each try is a quantization and a pass over `guard_images`).
+    Keeps the try that agreed best (the fewest float MatMuls among equals)."""
 
     def attempt(keep: list[str]) -> tuple[Path, dict[str, Any], float]:
         out = work / f"{scheme}-{len(keep)}.onnx"
@@ -202,11 +204,12 @@ def guard(
     if agreed < target:
         ranking = sensitivity(path if scheme == "static" else fp32_onnx, guard_images[:probe_images], scheme)
         ordered = sorted(ranking, key=ranking.__getitem__, reverse=True)
-        limit, count = int(len(ordered) * max_float_share), 1
-        while best[0] < target and count <= limit:
+        limit, count, stale = int(len(ordered) * max_float_share), 1, 0
+        while best[0] < target and count <= limit and stale < patience:
             keep = ordered[:count]
             path, info, agreed = attempt(keep)
             tries.append({"kept_float": len(keep), "agreement": agreed})
+            stale = 0 if agreed > best[0] else stale + 1
             if agreed > best[0]:
                 best = (agreed, keep, path, info)
             count = limit if count < limit < 2 * count else 2 * count

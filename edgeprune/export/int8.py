@@ -21,9 +21,16 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeprune.bench.latency import measure_interleaved
 from edgeprune.errors import EdgepruneError
-from edgeprune.export.quantize import agreement, preprocessed, quantize_static_int8, quiet, ranges_cache_supported
+from edgeprune.export.ort_engine import time_variants
+from edgeprune.export.quantize import (
+    agreement,
+    constant_names,
+    preprocessed,
+    quantize_static_int8,
+    quiet,
+    ranges_cache_supported,
+)
 from edgeprune.export.runners import OrtRunner
 from edgeprune.workspace import atomic_path
 
@@ -42,7 +49,7 @@ def quantize_dynamic_int8(fp32_onnx: Path, out: Path, keep_float_nodes: Sequence
     with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as work, quiet(), atomic_path(out) as tmp:
         source, _ = preprocessed(fp32_onnx, Path(work))
         model = onnx.load(str(source))
-        constants = _constants(model)
+        constants = constant_names(model)
         # The classifier stays float, as in static INT8 (the dynamic quantizer first turns Gemm into '<name>_MatMul').
         kept = [f"{n.name}_MatMul" for n in model.graph.node if n.op_type == "Gemm"]
         kept += [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
@@ -61,11 +68,6 @@ def quantize_dynamic_int8(fp32_onnx: Path, out: Path, keep_float_nodes: Sequence
         "weights": "int8 per-tensor symmetric",
         "nodes_quantized": {"MatMul": quantized},
     }
-
-
-def _constants(model: onnx.ModelProto) -> set[str]:
-    names = {i.name for i in model.graph.initializer}
-    return names | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
 
 
 @dataclass
@@ -267,7 +269,9 @@ def build_int8(
 
         makers: dict[str, Quantize] = {"static": static, "dynamic": dynamic}
         candidates = [guard(s, makers[s], source, guard_images, work, target=target) for s in schemes]
-        _time(candidates, guard_images, batch_sizes, threads)
+        timed = time_variants({c.scheme: c.path for c in candidates}, batch_sizes, threads) if batch_sizes else {}
+        for c in candidates:
+            c.latency_ms = timed.get(c.scheme, {})
         reached = [c for c in candidates if c.agreement >= target]
         if reached and not batch_sizes:
             chosen, reason = reached[0], f"not timed: the first scheme that reaches agreement {target}"
@@ -287,18 +291,3 @@ def build_int8(
         "candidates": {c.scheme: c.record(target) for c in candidates},
         **chosen.info,
     }
-
-
-def _time(candidates: list[GuardedInt8], images: np.ndarray, batch_sizes: Sequence[int], threads: int | None) -> None:
-    runners = {c.scheme: OrtRunner(c.path, threads=threads) for c in candidates}
-    try:
-        for size in batch_sizes:
-            batch = np.resize(np.asarray(images, np.float32), (size, *images.shape[1:]))
-            timed = measure_interleaved(
-                {name: r.infer for name, r in runners.items()}, batch, warmup=3, iterations=20, rounds=4
-            )
-            for c in candidates:
-                c.latency_ms[str(size)] = timed[c.scheme]["p50"]
-    finally:
-        for runner in runners.values():
-            runner.close()

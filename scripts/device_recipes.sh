@@ -29,8 +29,8 @@ python3 -c "import torch, timm; print('torch', torch.__version__, 'cuda', torch.
 start=$(date +%s)
 base="base-$domain"
 [ -d "$ws/$base/baseline" ] || timeout -s INT -k 20 "$limit" python3 -m edgeprune prune --model deit-tiny \
-  --checkpoint "$weights" --data "$data" --target-domain "$domain" --seed 0 --target-macs 0.62 --baseline-epochs 1 --epochs 0 --workers 12 \
-  $extra --run "$base" --workspace "$ws" >"$out/$base.log" 2>&1 || { tail -20 "$out/$base.log"; exit 1; }
+  --checkpoint "$weights" --data "$data" --target-domain "$domain" --seed 0 --target-macs 0.62 --baseline-epochs 1 \
+  --epochs 0 --workers 12 $extra --run "$base" --workspace "$ws" >"$out/$base.log" 2>&1 || { tail -20 "$out/$base.log"; exit 1; }
 echo "baseline: $(( $(date +%s) - start )) s"
 default_recipes="c4
 c16 --calib-batches 16

@@ -43,7 +43,7 @@ class PruneRequest:
     target: str | None = None  # the engine whose latency counts; default: the profile's
     latency_table: Path | None = None  # default: the workspace's table for model, profile and target (made if none)
     latency_ranking: str = "importance"  # LATENCY_RANKINGS: importance alone, or importance per ms saved
-    calib_batches: int = 4
+    calib_batches: int = 16  # 512 images: right after pruning, sketch 0.385 -> 0.472, art_painting 0.290 -> 0.393
     batch_size: int = 32
     lr: float = 1e-4
     baseline_lr: float | None = None  # default: lr
@@ -59,7 +59,7 @@ class PruneRequest:
     max_share: float | None = None
     compensate: bool = True
     allow_narrow: bool = False
-    distill: bool = False  # off by default: it cost held-out accuracy on PACS (README, Results)
+    distill: bool | None = None  # None: when the baseline has learnt the task (`recovery.distills`)
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     steps: int = 1

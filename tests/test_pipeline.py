@@ -328,5 +328,10 @@ def test_iterative_pruning_with_distillation(run_copy, builtin_root) -> None:
     assert report["steps"][0]["achieved"]["macs_kept"] > report["achieved"]["macs_kept"]
     assert steps.manifest()["distillation"] == {"teacher": "baseline", "weight": 0.5, "temperature": 2.0}
     assert read_json(steps.stage("finetuned") / "metrics.json")["distillation"]["teacher"] == "baseline"
-    plain = run_prune(tiny_request(builtin_root, baseline_run=run.name), workspace, run_name="plain")
+    plain = run_prune(tiny_request(builtin_root, baseline_run=run.name, distill=False), workspace, run_name="plain")
     assert plain.manifest()["distillation"] is None
+    # By default a run whose baseline was fine-tuned distils from it; one whose baseline was not trained does not.
+    default = run_prune(tiny_request(builtin_root, baseline_run=run.name), workspace, run_name="default")
+    assert default.manifest()["distillation"]["teacher"] == "baseline"
+    untrained = tiny_request(builtin_root, baseline_epochs=0, max_steps_per_epoch=1)
+    assert run_prune(untrained, workspace, run_name="untrained").manifest()["distillation"] is None

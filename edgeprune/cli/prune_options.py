@@ -77,10 +77,12 @@ AllowNarrow = Annotated[
     bool, typer.Option("--allow-narrow", help="Let the embedding fall below 8 channels and heads below 4 dims.")
 ]
 Distill = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--distill/--no-distill",
-        help="Fine-tune against the baseline's soft outputs too (measured: more source accuracy, less held-out).",
+        help="Fine-tune against the baseline's soft outputs too \\[default: when the baseline has learnt the task: "
+        "not a random init that nothing trained].",
+        show_default=False,
     ),
 ]
 DistillWeight = Annotated[float, typer.Option(help="Share of the distillation term in the loss.")]

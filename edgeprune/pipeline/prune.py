@@ -32,7 +32,7 @@ from edgeprune.models.loading import create_task_model
 from edgeprune.models.registry import ModelSpec
 from edgeprune.pipeline.context import RunData, load_dataset, resolve_data_root, versions
 from edgeprune.pipeline.latency import LatencyGoal, latency_goal, prune_to_latency
-from edgeprune.pipeline.recovery import merge_step_reports, step_config, teacher_model
+from edgeprune.pipeline.recovery import distills, merge_step_reports, step_config, teacher_model
 from edgeprune.pipeline.stages import evaluate_stage, record_stage, train_model
 from edgeprune.progress import Reporter
 from edgeprune.prune.adapters import adapter_for
@@ -212,7 +212,7 @@ def _pruned_stage(
     model = load_model(run.stage("baseline"))
     batches = world.on_main(lambda: _calibration(model, data, request, reporter), share=False)
     # The model to prune is the baseline: a copy of it is the recovery steps' teacher (no second read).
-    teacher = copy.deepcopy(model).eval() if request.distill and request.steps > 1 else None
+    teacher = copy.deepcopy(model).eval() if request.steps > 1 and distills(request) else None
     reports: list[PruneReport] = []
     for step in range(1, request.steps + 1):
         pruned = world.on_main(

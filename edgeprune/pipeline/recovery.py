@@ -16,9 +16,17 @@ if TYPE_CHECKING:
     from edgeprune.requests import PruneRequest
 
 
+def distills(request: PruneRequest) -> bool:
+    """--distill / --no-distill, or by default whether the baseline has learnt the task (loaded weights, a baseline
+    run or baseline epochs; not a random init that nothing trained). On PACS with a whole epoch after pruning, 512
+    calibration images with distillation kept 0.35-3.4 points more of the held-out domain than 128 images without,
+    in three runs (README, Results)."""
+    return request.distill if request.distill is not None else request.has_learnt("baseline")
+
+
 def teacher_model(run: Run, request: PruneRequest) -> nn.Module | None:
-    """The baseline as distillation teacher, when asked for."""
-    return load_model(run.stage("baseline")) if request.distill else None
+    """The baseline as distillation teacher, when distilling."""
+    return load_model(run.stage("baseline")) if distills(request) else None
 
 
 def step_config(request: PruneRequest, step: int, steps: int, kept: dict[str, float]) -> PruneConfig:

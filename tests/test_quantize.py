@@ -76,3 +76,16 @@ def test_quantize_refuses_bad_input(fp32_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgepruneError, match="nothing to quantize"):
         quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", [], quantize_ops=("Softmax",))
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_preprocessed_graph_is_not_preprocessed_again(
+    fp32_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime.quantization.shape_inference as shape_inference
+
+    from edgeprune.export.quantize import preprocessed
+
+    once, done = preprocessed(fp32_onnx, tmp_path)
+    assert done and once != fp32_onnx
+    monkeypatch.setattr(shape_inference, "quant_pre_process", lambda *a, **k: pytest.fail("preprocessed twice"))
+    assert preprocessed(once, tmp_path / "again") == (once, True)

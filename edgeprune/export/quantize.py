@@ -206,15 +206,24 @@ def _excluded_nodes(model: onnx.ModelProto, keep_float_ops: Sequence[str], weigh
     return excluded
 
 
+_PREPROCESSED = "edgeprune.quant_preprocessed"  # metadata key marking a graph `preprocessed` already wrote
+
+
 def preprocessed(fp32_onnx: Path, work: Path) -> tuple[Path, bool]:
-    """Symbolic shape inference + constant folding (the quantizer's recommended first step), where it works."""
+    """Symbolic shape inference + constant folding (the quantizer's recommended first step), where it works. A graph
+    this function wrote is returned as it is, so a build that preprocesses once can quantize it again and again."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if any(p.key == _PREPROCESSED for p in onnx.load(str(fp32_onnx), load_external_data=False).metadata_props):
+        return fp32_onnx, True
     model_path = work / "preprocessed.onnx"
     try:
         quant_pre_process(str(fp32_onnx), str(model_path), skip_symbolic_shape=False)
     except Exception:  # optional step: quantize the model as exported when it fails
         return fp32_onnx, False
+    model = onnx.load(str(model_path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, _PREPROCESSED: "1"})
+    onnx.save(model, str(model_path))
     return model_path, True
 
 

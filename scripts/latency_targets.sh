@@ -33,10 +33,12 @@ for model in "${models[@]}"; do
     "${ep[@]}" export --target "$target" --profile "$profile" --run "$run" --parity-images 8 --workspace "$ws" >>"$ws/$run.log" 2>&1
     "${ep[@]}" bench --target "$target" --profile "$profile" --run "$run" --max-images 16 --iterations 100 --no-explain \
       --workspace "$ws" --json >"$ws/$run.bench.json" 2>>"$ws/$run.log" || true
+    # the error of a latency goal is the pruned p50's against it; a speed-up goal's, bench's speed-up against it
     jq -r --slurpfile b "$ws/$run.bench.json" --arg asked "${option[*]} (${RANKING:-importance})" --arg model "$model" \
-      --argjson error "$(jq '.error.median_pct*10|round/10' <<<"$table")" '
+      --argjson error "$(jq '.error.median_pct*10|round/10' <<<"$table")" \
+      --argjson speedup "$([[ $kind == speedup ]] && echo "$value" || echo null)" '
       .prune_report.latency as $l | ($b[0].latency_ms.p50) as $p | ($b[0].baseline_latency_ms.p50) as $u |
-      "| \($model) | \($asked) | \($l.goal_ms*100|round/100) | \($l.predicted_ms*100|round/100) | \($l.measured_ms*100|round/100) | \($p*100|round/100) | \($u*100|round/100) | \(($u/$p)*100|round/100)x | \((($p/$l.goal_ms-1)*1000|round)/10)% | \($error)% |"' \
+      "| \($model) | \($asked) | \($l.goal_ms*100|round/100) | \($l.predicted_ms*100|round/100) | \($l.measured_ms*100|round/100) | \($p*100|round/100) | \($u*100|round/100) | \(($u/$p)*100|round/100)x | \(((if $speedup then ($u/$p)/$speedup else $p/$l.goal_ms end - 1)*1000|round)/10)% | \($error)% |"' \
       "$ws/$run.prune.json"
   done
   echo "table of $model: $(jq -r '"held-out probes median \(.error.median_pct*10|round/10)%, max \(.error.max_pct*10|round/10)%; unpruned measured \(.reference.p50_ms*100|round/100) ms, fit \(.reference.fitted_ms*100|round/100) ms"' <<<"$table")"

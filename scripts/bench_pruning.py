@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--prune-heads", action="store_true")
     parser.add_argument("--round-to", type=int, default=None, help="kept widths in multiples of N (prune's option)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--target", default="ort-cpu", help="a CPU target: ort-cpu (default) or ort-cpu-int8")
+    parser.add_argument("--target", default="ort-cpu", choices=["ort-cpu", "ort-cpu-int8"])
     parser.add_argument("--profile", default="cpu-x86")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -1,5 +1,6 @@
 """Latency tables (probes, fit, the conditions they were measured under) and pruning to a latency, on vit-micro."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -175,6 +176,42 @@ def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, t
     assert all(a.measured_ms and a.unpruned_measured_ms for a in outcome.attempts)
     assert outcome.measured_ms in [a.measured_ms for a in outcome.attempts] and outcome.speedup > 1
     assert Path(outcome.table).is_file() and Path(outcome.table).parent == tmp_path / "latency-tables"
+
+
+def test_one_lucky_reading_neither_steers_the_aim_nor_wins(micro_table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose timings move: the first reading of the first attempt is 20% low. Attempts are re-measured
+    beside later ones, each counts as the median of its readings, and the kept one lands on a confirmed reading."""
+    from edgeprune.config import PruneConfig
+    from edgeprune.pipeline import latency as pipeline_latency
+    from edgeprune.prune.pruner import prune_model
+
+    table, path = micro_table
+    profile, target = load_profile("cpu-x86"), TARGETS["ort-cpu"]
+    torch.manual_seed(0)
+    reference = unpruned_model(MICRO).eval()
+    probe = copy.deepcopy(reference)
+    prune_model(probe, MICRO.timm_name, PruneConfig(metric="l2", target_macs=0.5, round_to=8), [], table)
+    goal_ms = table.predict_ms(model_widths(probe))  # a goal the ranking meets exactly: no rounding in the way
+    calls: list[int] = []
+
+    def measured(models, goal):  # the true latency is the table's; the very first reading is lucky
+        calls.append(len(models))
+        return [
+            table.predict_ms(model_widths(m)) * (0.8 if len(calls) == 1 and i == 0 else 1.0)
+            for i, m in enumerate(models)
+        ]
+
+    monkeypatch.setattr(pipeline_latency, "_measured", measured)
+    goal = pipeline_latency.LatencyGoal(goal_ms, "--target-latency", None, profile, target, table, path)
+    config = PruneConfig(metric="l2", latency_ranking="importance")
+    _, report = pipeline_latency.prune_to_latency(reference, MICRO.timm_name, config, [], goal, Reporter())
+    outcome = report.latency
+    first = outcome.attempts[0]
+    assert first.measured_ms == pytest.approx(0.8 * goal_ms)  # what it read alone ...
+    assert len(first.counted_ms) > 1 and max(calls) > 1  # ... was measured again beside a later attempt
+    assert outcome.counted_ms == pytest.approx(goal_ms)  # the kept model counts as its true latency, confirmed
+    kept = next(a for a in outcome.attempts if a.counts_as_ms == outcome.counted_ms)
+    assert len(kept.counted_ms) >= 2
 
 
 def test_next_aim_interpolates_between_attempts_around_the_goal() -> None:

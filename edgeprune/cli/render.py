@@ -97,6 +97,7 @@ def print_latency_outcome(console: Console, outcome: LatencyOutcome) -> None:
             ms(a.predicted_ms),
             ms(a.measured_ms),
             "" if a.speedup is None else f"{a.speedup:.2f}x (unpruned {a.unpruned_measured_ms:.2f} ms)",
+            "" if a.counts_as_ms is None else f"{a.counts_as_ms:.2f} ({len(a.counted_ms)} readings)",
         )
         for i, a in enumerate(outcome.attempts, 1)
     ]
@@ -104,7 +105,7 @@ def print_latency_outcome(console: Console, outcome: LatencyOutcome) -> None:
         f"latency on {outcome.target} ({outcome.asked}: goal {outcome.goal_ms:.2f} ms, unpruned "
         f"{outcome.unpruned_ms:.2f} ms; profile {outcome.profile}, batch {outcome.batch})"
     )
-    columns = ("attempt", "aimed (ms)", "predicted (ms)", "measured (ms)", "measured speed-up")
+    columns = ("attempt", "aimed (ms)", "predicted (ms)", "measured (ms)", "measured speed-up", "counts as (ms)")
     print_table(console, _table(title, columns, rows, right=True))
 
 

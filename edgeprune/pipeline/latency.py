@@ -100,31 +100,69 @@ def _measured(models: list[nn.Module], goal: LatencyGoal) -> list[float] | None:
     return measure_p50s(models, goal.target, goal.profile, key.batch, key.threads_used)
 
 
-def _attempt(
-    original: nn.Module, trial: nn.Module, aim: float, goal: LatencyGoal, reporter: Reporter
-) -> tuple[LatencyAttempt, float]:
-    """Measure a pruned trial; returns it and the latency it counts as (a speed-up goal: the unpruned model is
-    measured with it, in alternating rounds, and the trial counts as the table's unpruned latency over that
-    speed-up)."""
-    predicted = goal.table.predict_ms(model_widths(trial))
-    unpruned, measured = None, None
-    if goal.speedup is not None:
-        both = _measured([original, trial], goal)
-        unpruned, measured = both if both is not None else (None, None)
-    else:
-        alone = _measured([trial], goal)
-        measured = alone[0] if alone is not None else None
-    attempt = LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=measured, unpruned_measured_ms=unpruned)
-    counts_as = predicted if measured is None else measured
-    if attempt.speedup is not None:
-        counts_as = goal.table.unpruned_ms / attempt.speedup
+def _timed(original: nn.Module, models: list[nn.Module], goal: LatencyGoal) -> tuple[list[float], float | None] | None:
+    """p50 of each model, in one measurement of alternating rounds, and for a speed-up goal the unpruned model's
+    p50 measured with them; None where the target cannot run here."""
+    if goal.speedup is None:
+        timed = _measured(models, goal)
+        return None if timed is None else (timed, None)
+    timed = _measured([original, *models], goal)
+    return None if timed is None else (timed[1:], timed[0])
+
+
+def _counts_as(measured: float, unpruned: float | None, goal: LatencyGoal) -> float:
+    """The latency a measurement counts as: itself, or for a speed-up goal the table's unpruned latency over the
+    speed-up measured in that moment."""
+    return measured if unpruned is None else goal.table.unpruned_ms * measured / unpruned
+
+
+def _counted(attempt: LatencyAttempt) -> float:
+    return attempt.counts_as_ms if attempt.counts_as_ms is not None else attempt.predicted_ms
+
+
+def _rivals(
+    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]], goal_ms: float, skip: int | None = None
+) -> list[int]:
+    """The trials that count closest to the goal from below and from above (at most one each): they are measured
+    again beside the next one, so that no single reading, on a machine whose timings move, steers the aim or wins."""
+    chosen = []
+    for side in (lambda c: c < goal_ms, lambda c: c >= goal_ms):
+        near = [i for i, t in enumerate(trials) if i != skip and t[2].counted_ms and side(_counted(t[2]))]
+        if near:
+            chosen.append(min(near, key=lambda i: abs(_counted(trials[i][2]) - goal_ms)))
+    return chosen
+
+
+def _measure_with_rivals(
+    original: nn.Module,
+    model: nn.Module,
+    rivals: list[int],
+    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]],
+    goal: LatencyGoal,
+) -> tuple[float, float | None] | None:
+    """Measure `model` beside its rivals; the rivals' readings are added to their attempts. Returns `model`'s p50
+    and the unpruned p50 of that moment (speed-up goals), or None where the target cannot run here."""
+    timed = _timed(original, [model, *(trials[i][0] for i in rivals)], goal)
+    if timed is None:
+        return None
+    times, unpruned = timed
+    for i, measured in zip(rivals, times[1:], strict=True):
+        trials[i][2].counted_ms.append(_counts_as(measured, unpruned, goal))
+    return times[0], unpruned
+
+
+def _report_attempt(attempt: LatencyAttempt, goal: LatencyGoal, reporter: Reporter) -> None:
+    measured = attempt.measured_ms
     reporter.info(
-        f"latency: aimed at {aim:.2f} ms, predicted {predicted:.2f} ms, "
+        f"latency: aimed at {attempt.aim_ms:.2f} ms, predicted {attempt.predicted_ms:.2f} ms, "
         + ("not measurable here" if measured is None else f"measured {measured:.2f} ms")
-        + (f" ({attempt.speedup:.2f}x the unpruned {unpruned:.2f} ms)" if attempt.speedup is not None else "")
+        + (
+            f" ({attempt.speedup:.2f}x the unpruned {attempt.unpruned_measured_ms:.2f} ms)"
+            if attempt.speedup is not None
+            else ""
+        )
         + f"; goal {goal.goal_ms:.2f} ms"
     )
-    return attempt, counts_as
 
 
 def next_aim(tried: list[tuple[float, float]], goal_ms: float) -> float:
@@ -148,30 +186,54 @@ def prune_to_latency(
     goal: LatencyGoal,
     reporter: Reporter,
 ) -> tuple[nn.Module, PruneReport]:
-    """Prune a copy of `model` to the goal as the table predicts it, measure it, and aim again (`next_aim`) until it
-    lands within TOLERANCE or MAX_ATTEMPTS are spent; the closest attempt wins."""
+    """Prune a copy of `model` to the goal as the table predicts it, measure it beside the attempts closest below and
+    above the goal (`_rivals`), and aim again (`next_aim` on each attempt's median reading) until the closest
+    attempt lands within TOLERANCE, confirmed by a second reading, or MAX_ATTEMPTS are spent."""
     config = replace(config, round_to=config.round_to or goal.profile.latency.round_to)
-    aim, attempts, best = goal.goal_ms, [], None
-    tried: list[tuple[float, float]] = []  # (aim, measured) of each attempt
-    for number in range(MAX_ATTEMPTS):
+    aim = goal.goal_ms
+    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]] = []
+
+    def closest() -> int:
+        return min(range(len(trials)), key=lambda i: abs(_counted(trials[i][2]) - goal.goal_ms))
+
+    def landed(i: int) -> bool:
+        return abs(_counted(trials[i][2]) / goal.goal_ms - 1) <= TOLERANCE
+
+    while len(trials) < MAX_ATTEMPTS:
         trial = copy.deepcopy(model)
         try:
             report = prune_model(trial, timm_name, replace(config, target_latency=aim), batches, goal.table)
         except EdgepruneError as exc:
-            if not number:
+            if not trials:
                 raise
             reporter.info(f"latency: cannot aim at {aim:.2f} ms ({exc}); keeping the closest attempt")
             break
-        attempt, counts_as = _attempt(model, trial, aim, goal, reporter)
-        attempts.append(attempt)
-        if best is None or abs(counts_as - goal.goal_ms) < abs(best[2] - goal.goal_ms):
-            best = (trial, report, counts_as, attempt)
-        if attempt.measured_ms is None or abs(counts_as / goal.goal_ms - 1) <= TOLERANCE:
+        predicted = goal.table.predict_ms(model_widths(trial))
+        timed = _measure_with_rivals(model, trial, _rivals(trials, goal.goal_ms), trials, goal)
+        if timed is None:  # pruning off the device: the table's prediction is what there is
+            trials.append((trial, report, LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=None)))
+            _report_attempt(trials[-1][2], goal, reporter)
             break
-        tried.append((aim, counts_as))
-        aim = next_aim(tried, goal.goal_ms)
-    assert best is not None
-    trial, report, _, chosen = best
+        measured, unpruned = timed
+        attempt = LatencyAttempt(
+            aim_ms=aim,
+            predicted_ms=predicted,
+            measured_ms=measured,
+            unpruned_measured_ms=unpruned,
+            counted_ms=[_counts_as(measured, unpruned, goal)],
+        )
+        trials.append((trial, report, attempt))
+        _report_attempt(attempt, goal, reporter)
+        best = closest()
+        if landed(best) and len(trials[best][2].counted_ms) == 1:  # confirm a single reading before trusting it
+            again = _measure_with_rivals(model, trials[best][0], _rivals(trials, goal.goal_ms, skip=best), trials, goal)
+            assert again is not None
+            trials[best][2].counted_ms.append(_counts_as(*again, goal))
+            best = closest()
+        if landed(best) and len(trials[best][2].counted_ms) > 1:
+            break
+        aim = next_aim([(t[2].aim_ms, _counted(t[2])) for t in trials], goal.goal_ms)
+    trial, report, chosen = trials[closest()]
     key = goal.table.key
     report.latency = LatencyOutcome(
         goal_ms=goal.goal_ms,
@@ -186,6 +248,7 @@ def prune_to_latency(
         predicted_ms=chosen.predicted_ms,
         measured_ms=chosen.measured_ms,
         speedup=chosen.speedup,
-        attempts=attempts,
+        counted_ms=chosen.counts_as_ms,
+        attempts=[t[2] for t in trials],
     )
     return trial, report

@@ -1,8 +1,9 @@
 """MACs, parameters and onnxruntime CPU latency of pruned ViT-B, DeiT-B and BEiT-B, against the unpruned model.
 
 Latency does not depend on trained weights, so models start from random init (importance: l2 unless --metric).
-Each pruned model is built for the target as `export` builds it (the `ort-cpu` build fuses attention) and timed
-beside its unpruned model in alternating rounds, so a burst of load on a shared machine slows both alike.
+Each model is built for the target as `export` builds it (the `ort-cpu` build fuses attention); the unpruned model
+and its pruned versions are timed together in alternating rounds, so a burst of load on a shared machine slows all
+alike.
 
     python scripts/bench_pruning.py --ratios 0.5 0.75 0.95 --threads 2 --out pruning-bench.md
 """
@@ -59,15 +60,17 @@ def main() -> None:
             f"| {spec.timm_name} | 0 | {base_macs / 1e9:.2f} | {count_params(base) / 1e6:.1f} | 1.00x | - | - "
             "| 1.00x | - | - |"
         )
+        pruned, reports = [], []
         for ratio in args.ratios:
             torch.manual_seed(0)
             model = create_model(spec, 1000, random_init=True).eval()
             start = time.perf_counter()
-            report = prune_model(
-                model, spec.timm_name, PruneConfig(args.metric, ratio, args.prune_heads, args.round_to), calib
-            )
-            prune_s = time.perf_counter() - start
-            base_ms, ms = measure_p50s([base, model], target, profile, batch=1, threads=args.threads)
+            config = PruneConfig(args.metric, ratio, args.prune_heads, args.round_to)
+            reports.append(prune_model(model, spec.timm_name, config, calib))
+            print(f"{alias} {ratio}: pruned in {time.perf_counter() - start:.1f}s", flush=True)
+            pruned.append(model)
+        base_ms, *pruned_ms = measure_p50s([base, *pruned], target, profile, batch=1, threads=args.threads)
+        for ratio, report, ms in zip(args.ratios, reports, pruned_ms, strict=True):
             macs_ratio = base_macs / report.macs.after
             speedup = base_ms / ms
             paper = PAPER_SPEEDUP_AT_HALF.get(alias, "-") if ratio == 0.5 else "-"
@@ -76,10 +79,9 @@ def main() -> None:
                 f"| {macs_ratio:.2f}x | {base_ms:.1f} | {ms:.1f} | {speedup:.2f}x | {speedup / macs_ratio:.0%} "
                 f"| {paper} |"
             )
-            print(f"{alias} {ratio}: pruned in {prune_s:.1f}s, {ms:.1f} ms vs {base_ms:.1f} ms", flush=True)
     header = (
         f"onnxruntime {ort.__version__}, target {target.name} (as `export` builds it), batch 1, {args.threads} "
-        f"intra-op threads, each pruned model timed beside its unpruned one in alternating rounds (p50); "
+        f"intra-op threads, each model timed beside its pruned versions in alternating rounds (p50); "
         f"{platform.machine()}; metric {args.metric}, prune heads: {args.prune_heads}, round to: {args.round_to}, "
         "random weights."
     )

@@ -116,38 +116,41 @@ def _counts_as(measured: float, unpruned: float | None, goal: LatencyGoal) -> fl
     return measured if unpruned is None else goal.table.unpruned_ms * measured / unpruned
 
 
-def _counted(attempt: LatencyAttempt) -> float:
-    return attempt.counts_as_ms if attempt.counts_as_ms is not None else attempt.predicted_ms
+@dataclass
+class _Trial:
+    model: nn.Module
+    report: PruneReport
+    attempt: LatencyAttempt
+
+    @property
+    def counts_as(self) -> float:
+        """The median of its readings; the table's prediction where the target cannot run here."""
+        counted = self.attempt.counts_as_ms
+        return counted if counted is not None else self.attempt.predicted_ms
 
 
-def _rivals(
-    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]], goal_ms: float, skip: int | None = None
-) -> list[int]:
+def _rivals(trials: list[_Trial], goal_ms: float, skip: _Trial | None = None) -> list[_Trial]:
     """The trials that count closest to the goal from below and from above (at most one each): they are measured
     again beside the next one, so that no single reading, on a machine whose timings move, steers the aim or wins."""
     chosen = []
     for side in (lambda c: c < goal_ms, lambda c: c >= goal_ms):
-        near = [i for i, t in enumerate(trials) if i != skip and t[2].counted_ms and side(_counted(t[2]))]
+        near = [t for t in trials if t is not skip and t.attempt.counted_ms and side(t.counts_as)]
         if near:
-            chosen.append(min(near, key=lambda i: abs(_counted(trials[i][2]) - goal_ms)))
+            chosen.append(min(near, key=lambda t: abs(t.counts_as - goal_ms)))
     return chosen
 
 
 def _measure_with_rivals(
-    original: nn.Module,
-    model: nn.Module,
-    rivals: list[int],
-    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]],
-    goal: LatencyGoal,
+    original: nn.Module, model: nn.Module, rivals: list[_Trial], goal: LatencyGoal
 ) -> tuple[float, float | None] | None:
     """Measure `model` beside its rivals; the rivals' readings are added to their attempts. Returns `model`'s p50
     and the unpruned p50 of that moment (speed-up goals), or None where the target cannot run here."""
-    timed = _timed(original, [model, *(trials[i][0] for i in rivals)], goal)
+    timed = _timed(original, [model, *(r.model for r in rivals)], goal)
     if timed is None:
         return None
     times, unpruned = timed
-    for i, measured in zip(rivals, times[1:], strict=True):
-        trials[i][2].counted_ms.append(_counts_as(measured, unpruned, goal))
+    for rival, measured in zip(rivals, times[1:], strict=True):
+        rival.attempt.counted_ms.append(_counts_as(measured, unpruned, goal))
     return times[0], unpruned
 
 
@@ -191,13 +194,13 @@ def prune_to_latency(
     attempt lands within TOLERANCE, confirmed by a second reading, or MAX_ATTEMPTS are spent."""
     config = replace(config, round_to=config.round_to or goal.profile.latency.round_to)
     aim = goal.goal_ms
-    trials: list[tuple[nn.Module, PruneReport, LatencyAttempt]] = []
+    trials: list[_Trial] = []
 
-    def closest() -> int:
-        return min(range(len(trials)), key=lambda i: abs(_counted(trials[i][2]) - goal.goal_ms))
+    def closest() -> _Trial:
+        return min(trials, key=lambda t: abs(t.counts_as - goal.goal_ms))
 
-    def landed(i: int) -> bool:
-        return abs(_counted(trials[i][2]) / goal.goal_ms - 1) <= TOLERANCE
+    def landed(trial: _Trial) -> bool:
+        return abs(trial.counts_as / goal.goal_ms - 1) <= TOLERANCE
 
     while len(trials) < MAX_ATTEMPTS:
         trial = copy.deepcopy(model)
@@ -209,10 +212,10 @@ def prune_to_latency(
             reporter.info(f"latency: cannot aim at {aim:.2f} ms ({exc}); keeping the closest attempt")
             break
         predicted = goal.table.predict_ms(model_widths(trial))
-        timed = _measure_with_rivals(model, trial, _rivals(trials, goal.goal_ms), trials, goal)
+        timed = _measure_with_rivals(model, trial, _rivals(trials, goal.goal_ms), goal)
         if timed is None:  # pruning off the device: the table's prediction is what there is
-            trials.append((trial, report, LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=None)))
-            _report_attempt(trials[-1][2], goal, reporter)
+            trials.append(_Trial(trial, report, LatencyAttempt(aim_ms=aim, predicted_ms=predicted, measured_ms=None)))
+            _report_attempt(trials[-1].attempt, goal, reporter)
             break
         measured, unpruned = timed
         attempt = LatencyAttempt(
@@ -222,18 +225,19 @@ def prune_to_latency(
             unpruned_measured_ms=unpruned,
             counted_ms=[_counts_as(measured, unpruned, goal)],
         )
-        trials.append((trial, report, attempt))
+        trials.append(_Trial(trial, report, attempt))
         _report_attempt(attempt, goal, reporter)
         best = closest()
-        if landed(best) and len(trials[best][2].counted_ms) == 1:  # confirm a single reading before trusting it
-            again = _measure_with_rivals(model, trials[best][0], _rivals(trials, goal.goal_ms, skip=best), trials, goal)
+        if landed(best) and len(best.attempt.counted_ms) == 1:  # confirm a single reading before trusting it
+            again = _measure_with_rivals(model, best.model, _rivals(trials, goal.goal_ms, skip=best), goal)
             assert again is not None
-            trials[best][2].counted_ms.append(_counts_as(*again, goal))
+            best.attempt.counted_ms.append(_counts_as(*again, goal))
             best = closest()
-        if landed(best) and len(trials[best][2].counted_ms) > 1:
+        if landed(best) and len(best.attempt.counted_ms) > 1:
             break
-        aim = next_aim([(t[2].aim_ms, _counted(t[2])) for t in trials], goal.goal_ms)
-    trial, report, chosen = trials[closest()]
+        aim = next_aim([(t.attempt.aim_ms, t.counts_as) for t in trials], goal.goal_ms)
+    kept = closest()
+    trial, report, chosen = kept.model, kept.report, kept.attempt
     key = goal.table.key
     report.latency = LatencyOutcome(
         goal_ms=goal.goal_ms,
@@ -249,6 +253,6 @@ def prune_to_latency(
         measured_ms=chosen.measured_ms,
         speedup=chosen.speedup,
         counted_ms=chosen.counts_as_ms,
-        attempts=[t[2] for t in trials],
+        attempts=[t.attempt for t in trials],
     )
     return trial, report

@@ -4,6 +4,10 @@ With a teacher (the unpruned baseline), the loss mixes the labels with the teach
 distillation, Hinton et al. 2015): (1 - w) * CE(labels) + w * T^2 * KL(teacher_T || student_T). The teacher runs
 on the same augmented batch, so it adds one forward pass of the baseline per step.
 
+With `average_from`, the weights that come out are the uniform average of the weights after every step from that
+share of the run on (stochastic weight averaging, Izmailov et al. 2018, taken densely as SWAD does for domain
+generalisation: a flatter minimum that holds better on unseen domains).
+
 Under torchrun (see `edgeprune.distributed`) every process trains on its shard of each batch in
 DistributedDataParallel, which averages the gradients; rank 0 alone evaluates and writes the checkpoint.
 """
@@ -41,6 +45,7 @@ class TrainConfig:
     distill_weight: float = 0.0  # share of the distillation term; 0 = labels only
     distill_temperature: float = 2.0
     checkpoint_every: int | None = None  # steps; None: at the end of each epoch only
+    average_from: float | None = None  # share of the steps after which weights are averaged; None: last weights
 
 
 def training_loss(
@@ -141,6 +146,41 @@ def _optimisation(model: nn.Module, config: TrainConfig, total_steps: int, devic
     return _Optimisation(optimizer, schedule, scaler)
 
 
+class _WeightAverage:
+    """The running uniform mean of a model's floating-point parameters and buffers from step `start` on."""
+
+    def __init__(self, model: nn.Module, start: int) -> None:
+        self.model, self.start, self.count = model, start, 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def observe(self, step: int) -> None:
+        """After global step `step` (1-based)."""
+        if step <= self.start:
+            return
+        self.count += 1
+        for name, value in self.model.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            if name not in self.mean:
+                self.mean[name] = value.detach().float().clone()
+            else:
+                self.mean[name] += (value.float() - self.mean[name]) / self.count
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        if self.count:
+            state = self.model.state_dict()
+            self.model.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in self.mean.items()}})
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": {k: v.cpu() for k, v in self.mean.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        device = next(self.model.parameters()).device
+        self.count, self.mean = state["count"], {k: v.to(device) for k, v in state["mean"].items()}
+
+
 @dataclass
 class _Position:
     """Where training stands: finished epochs, steps of the current one, and that epoch's running sums (over every
@@ -168,9 +208,9 @@ def _as_tuples(value: Any) -> Any:
 
 def _resume(
     checkpoint: Path, model: nn.Module, opt: _Optimisation, device: torch.device
-) -> tuple[list[dict[str, float]], _Position, dict[str, Any] | None]:
-    """The history and position of an interrupted attempt (with its RNG states, where it saved them), with model and
-    optimiser state restored."""
+) -> tuple[list[dict[str, float]], _Position, dict[str, Any] | None, dict[str, Any] | None]:
+    """The history and position of an interrupted attempt (with its RNG states and weight average, where it saved
+    them), with model and optimiser state restored."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -182,7 +222,7 @@ def _resume(
         raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
     model.to(device)
     position = _Position(**state.get("position", {"epoch": state["epoch"]}))
-    return state["history"], position, state.get("rng")
+    return state["history"], position, state.get("rng"), state.get("average")
 
 
 def _train_epoch(
@@ -196,6 +236,7 @@ def _train_epoch(
     world: World,
     position: _Position,
     save: Any,
+    average: _WeightAverage | None = None,
 ) -> dict[str, float]:
     """The epoch's remaining steps from `position.step`; every `checkpoint_every` steps, `save(position)`."""
     device = next(model.parameters()).device
@@ -218,6 +259,8 @@ def _train_epoch(
             logits = model(x)
             loss = training_loss(logits, y, config, teacher_logits)
         opt.step(loss)
+        if average is not None:
+            average.observe(position.epoch * steps + step + 1)
         seen += len(y)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
@@ -269,9 +312,14 @@ def fine_tune(
     steps_per_epoch = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
     opt = _optimisation(model, config, config.epochs * steps_per_epoch, device)
     history: list[dict[str, float]] = []
-    position, rng = _Position(), None
+    position, rng, averaged = _Position(), None, None
+    average = None
+    if config.average_from is not None:
+        average = _WeightAverage(model, int(config.epochs * steps_per_epoch * config.average_from))
     if resume and checkpoint.exists():
-        history, position, rng = _resume(checkpoint, model, opt, device)
+        history, position, rng, averaged = _resume(checkpoint, model, opt, device)
+        if average is not None and averaged is not None:
+            average.load(averaged)
         where = f" and {position.step} steps" if position.step else ""
         reporter.info(f"{label}: resuming after epoch {position.epoch}/{config.epochs}{where}")
     _seed(world.augmentation_seed(config.seed + position.epoch))
@@ -282,6 +330,8 @@ def fine_tune(
     def save(at: _Position) -> None:
         state = {"model": model.state_dict(), **opt.state(), "epoch": at.epoch, "position": asdict(at)}
         state.update(history=history, rng=_rng_state(), config=asdict(config))
+        if average is not None:
+            state["average"] = average.state()
         world.on_main(partial(_save_checkpoint, checkpoint, state), share=False)
 
     for epoch in range(position.epoch, config.epochs):
@@ -291,7 +341,9 @@ def fine_tune(
         with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
             record = {
                 "epoch": epoch + 1,
-                **_train_epoch(net, train_loader, steps_per_epoch, opt, config, teacher, advance, world, at, save),
+                **_train_epoch(
+                    net, train_loader, steps_per_epoch, opt, config, teacher, advance, world, at, save, average
+                ),
             }
         if val_loader is not None:
             record["val_accuracy"] = world.on_main(partial(_val_accuracy, model, val_loader, device))
@@ -301,6 +353,9 @@ def fine_tune(
             + (f", val acc {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
         )
         save(_Position(epoch + 1))
+    if average is not None and average.count:
+        average.apply()
+        reporter.info(f"{label}: weights averaged over the last {average.count} steps")
     if world.enabled:
         world.all_same(_weights_digest(model), f"the weights after {label}")
     model.cpu().eval()

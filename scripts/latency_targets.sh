@@ -13,7 +13,7 @@ set -euo pipefail
 ws=${1:?workspace}; profile=${2:-cpu-x86}; target=${3:-ort-cpu}; shift $(( $# < 3 ? $# : 3 ))
 models=("${@:-deit-small}")
 read -ra ep <<<"${EDGEPRUNE:-edgeprune}"  # e.g. EDGEPRUNE="python -m edgeprune"
-isa=$(grep -o -m1 'avx512_vnni\|avx2' /proc/cpuinfo || uname -m)
+isa=$(grep -o -w -m1 'avx512_vnni' /proc/cpuinfo || grep -o -w -m1 'avx2' /proc/cpuinfo || uname -m)
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $isa, load $(cut -d' ' -f1-3 /proc/loadavg); profile $profile, target $target"
 printf '| model | asked | goal ms | predicted ms | loop measured ms | bench pruned p50 | bench unpruned p50 | bench speed-up | error vs goal | table held-out error |\n|---|---|---|---|---|---|---|---|---|---|\n'
 for model in "${models[@]}"; do

@@ -71,6 +71,35 @@ def test_student_learns_the_teacher(tmp_path: Path) -> None:
         assert (student(x).argmax(1) == teacher(x).argmax(1)).float().mean() >= 0.75
 
 
+class _WeightsAfterEachStep(Reporter):
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.snapshots = model, []
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None):
+        def advance(n: int = 1, status: str | None = None) -> None:
+            if status is not None:  # called once per training step, after the optimiser's
+                self.snapshots.append({k: v.clone() for k, v in self.model.state_dict().items()})
+
+        yield advance
+
+
+def test_averaged_weights_are_the_mean_of_the_steps_after_the_start(tmp_path: Path) -> None:
+    model = _model()
+    seen = _WeightsAfterEachStep(model)
+    config = TrainConfig(epochs=2, lr=1e-2, average_from=0.5)  # 8 steps: the average of steps 5 to 8
+    fine_tune(model, _loader(), None, config, tmp_path / "ck.pt", reporter=seen)
+    assert len(seen.snapshots) == 8
+    for name, value in model.state_dict().items():
+        expected = torch.stack([s[name] for s in seen.snapshots[4:]]).mean(0)
+        assert torch.allclose(value, expected, atol=1e-6), name
+        assert not torch.allclose(value, seen.snapshots[-1][name]), name  # not simply the last weights
+    # the last weights, with their optimiser state, stay in the checkpoint; the average travels beside them
+    state = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert state["average"]["count"] == 4
+    assert all(torch.equal(state["model"][k], v) for k, v in seen.snapshots[-1].items())
+
+
 class _StopAfter(Reporter):
     """Interrupts training (as Ctrl-C would) after `steps` training steps."""
 
@@ -89,9 +118,13 @@ class _StopAfter(Reporter):
         yield advance
 
 
-def test_a_resumed_fine_tune_ends_with_the_weights_of_an_uninterrupted_one(builtin_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("average_from", [None, 0.25])
+def test_a_resumed_fine_tune_ends_with_the_weights_of_an_uninterrupted_one(
+    builtin_root: Path, tmp_path: Path, average_from: float | None
+) -> None:
     """Real images and timm's random augmentation (workers=0): the shuffle order, the step within the epoch, the
-    optimiser, the schedule and the RNG states all come back, so the weights match to float precision."""
+    optimiser, the schedule, the RNG states and the weight average all come back, so the weights match to float
+    precision."""
     from edgeprune.data.domains import discover
     from edgeprune.data.loaders import data_config, make_loader, train_transform
     from edgeprune.models.loading import create_model
@@ -103,7 +136,9 @@ def test_a_resumed_fine_tune_ends_with_the_weights_of_an_uninterrupted_one(built
         torch.manual_seed(0)
         model = create_model(resolve_model("vit-micro"), 7, random_init=True)
         loader = make_loader(samples, train_transform(data_config(model)), 8, shuffle=True, workers=0, seed=3)
-        config = TrainConfig(epochs=2, lr=1e-3, max_steps_per_epoch=4, checkpoint_every=1, seed=3)
+        config = TrainConfig(
+            epochs=2, lr=1e-3, max_steps_per_epoch=4, checkpoint_every=1, seed=3, average_from=average_from
+        )
         fine_tune(model, loader, None, config, checkpoint, resume=True, reporter=reporter)
         return model
 

@@ -87,6 +87,16 @@ Distill = Annotated[
 ]
 DistillWeight = Annotated[float, typer.Option(help="Share of the distillation term in the loss.")]
 DistillTemperature = Annotated[float, typer.Option(help="Softmax temperature of distillation.")]
+AverageFrom = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=0.999,
+        help="Average the weights after every fine-tune step from this share of the fine-tune on (0.5: its second "
+        "half; a flatter minimum that holds better on the held-out domain) \\[default: the last weights].",
+        show_default=False,
+    ),
+]
 Steps = Annotated[int, typer.Option(min=1, help="Prune in this many steps, with a short recovery between.")]
 RecoverySteps = Annotated[int, typer.Option(min=0, help="Training steps of each recovery between pruning steps.")]
 CalibBatches = Annotated[int, typer.Option(min=1, help="Source-domain batches that importance sees.")]

@@ -275,12 +275,15 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
         reporter,
         "fine-tune",
         teacher=teacher,
+        average_from=request.average_from,
     )
 
     def publish() -> None:
         with atomic_dir(run.stage("finetuned")) as folder:
             save_model(model, folder, description["timm_name"], description["create_kwargs"])
             extra = {"epochs": request.epochs, "history": history, "distillation": distillation}
+            if request.average_from is not None:
+                extra["weights_averaged_from"] = request.average_from
             evaluate_stage("finetuned", model, data, folder, request, reporter, extra)
         record_stage(run, "finetuned", time.perf_counter() - start)
 

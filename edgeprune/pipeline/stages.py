@@ -96,6 +96,7 @@ def train_model(
     label: str,
     teacher: nn.Module | None = None,
     max_steps: int | None = None,
+    average_from: float | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune; a checkpoint left in the run by an interrupted attempt is always continued.
 
@@ -122,6 +123,7 @@ def train_model(
         distill_weight=request.distill_weight if teacher is not None else 0.0,
         distill_temperature=request.distill_temperature,
         checkpoint_every=request.checkpoint_every,
+        average_from=average_from,
     )
     return fine_tune(
         model,

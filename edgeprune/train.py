@@ -8,6 +8,10 @@ With `average_from`, the weights that come out are the uniform average of the we
 share of the run on (stochastic weight averaging, Izmailov et al. 2018, taken densely as SWAD does for domain
 generalisation: a flatter minimum that holds better on unseen domains).
 
+With `distill_mixup` alpha, the student and the teacher see each batch mixed with a shuffled copy of itself
+(mixup, Zhang et al. 2018, weight drawn from Beta(alpha, alpha)): the student matches the teacher's function on
+images between the training images too ("function matching", Beyer et al. 2022), and the label term is mixed alike.
+
 Under torchrun (see `edgeprune.distributed`) every process trains on its shard of each batch in
 DistributedDataParallel, which averages the gradients; rank 0 alone evaluates and writes the checkpoint.
 """
@@ -44,14 +48,24 @@ class TrainConfig:
     seed: int = 0
     distill_weight: float = 0.0  # share of the distillation term; 0 = labels only
     distill_temperature: float = 2.0
+    distill_mixup: float = 0.0  # Beta(alpha, alpha) mixup of the distilled batches; 0: none
     checkpoint_every: int | None = None  # steps; None: at the end of each epoch only
     average_from: float | None = None  # share of the steps after which weights are averaged; None: last weights
 
 
 def training_loss(
-    logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig, teacher_logits: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    teacher_logits: torch.Tensor | None = None,
+    mixed: tuple[torch.Tensor, float] | None = None,
 ) -> torch.Tensor:
+    """`mixed`: the labels of the images mixed in and their share, for a batch made by `mix_batch`."""
     loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+    if mixed is not None:
+        partner_labels, share = mixed
+        partner = F.cross_entropy(logits, partner_labels, label_smoothing=config.label_smoothing)
+        loss = (1 - share) * loss + share * partner
     if teacher_logits is None or config.distill_weight == 0:
         return loss
     t = config.distill_temperature
@@ -62,6 +76,13 @@ def training_loss(
         log_target=True,
     )
     return (1 - config.distill_weight) * loss + config.distill_weight * t * t * soft
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, tuple[torch.Tensor, float]]:
+    """The batch mixed with a shuffled copy of itself; with the copy's labels and share for `training_loss`."""
+    keep = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(len(x)).to(x.device)
+    return keep * x + (1 - keep) * x[order], (y[order], 1 - keep)
 
 
 def default_device() -> torch.device:
@@ -251,19 +272,22 @@ def _train_epoch(
         if step >= steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        mixed = None
+        if teacher is not None and config.distill_mixup > 0:
+            x, mixed = mix_batch(x, y, config.distill_mixup)
         with _autocast(device):
             teacher_logits = None
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(x)
             logits = model(x)
-            loss = training_loss(logits, y, config, teacher_logits)
+            loss = training_loss(logits, y, config, teacher_logits, mixed)
         opt.step(loss)
         if average is not None:
             average.observe(position.epoch * steps + step + 1)
         seen += len(y)
         loss_sum += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int((logits.argmax(1) == y).sum())  # of a mixed batch: the unshuffled images' labels
         step += 1
         advance(1, status=f"loss {loss_sum / seen:.3f}")
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:

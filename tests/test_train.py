@@ -57,13 +57,30 @@ def test_distillation_loss_mixes_labels_and_teacher() -> None:
     same = training_loss(logits, labels, half, logits)  # KL to itself is 0: half the label loss remains
     assert torch.allclose(same, 0.5 * training_loss(logits, labels, plain))
     assert training_loss(logits, labels, half, -logits) > same
+    # a mixed batch: the label term weighs each image's two labels by their shares
+    other = torch.tensor([1, 0])
+    mine, theirs = training_loss(logits, labels, plain), training_loss(logits, other, plain)
+    assert torch.allclose(training_loss(logits, labels, plain, mixed=(other, 0.0)), mine)
+    assert torch.allclose(training_loss(logits, labels, plain, mixed=(other, 1.0)), theirs)
+    assert torch.allclose(training_loss(logits, labels, plain, mixed=(other, 0.25)), 0.75 * mine + 0.25 * theirs)
 
 
-def test_student_learns_the_teacher(tmp_path: Path) -> None:
+def test_mix_batch_blends_each_image_with_one_other() -> None:
+    from edgeprune.train import mix_batch
+
+    torch.manual_seed(0)
+    x, y = torch.arange(4.0).reshape(4, 1).repeat(1, 3), torch.arange(4)
+    mixed, (partner, share) = mix_batch(x, y, 0.4)
+    assert 0 < share < 1 and sorted(partner.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(mixed, (1 - share) * x + share * x[partner])
+
+
+@pytest.mark.parametrize("mixup", [0.0, 0.4])
+def test_student_learns_the_teacher(tmp_path: Path, mixup: float) -> None:
     teacher = _model()
     fine_tune(teacher, _loader(), None, TrainConfig(epochs=6, lr=1e-2), tmp_path / "t.pt")
     student = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    config = TrainConfig(epochs=6, lr=1e-2, distill_weight=1.0, distill_temperature=1.0)
+    config = TrainConfig(epochs=6, lr=1e-2, distill_weight=1.0, distill_temperature=1.0, distill_mixup=mixup)
     history = fine_tune(student, _loader(), None, config, tmp_path / "s.pt", teacher=teacher)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     x = next(iter(_loader()))[0]

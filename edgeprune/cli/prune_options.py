@@ -87,6 +87,14 @@ Distill = Annotated[
 ]
 DistillWeight = Annotated[float, typer.Option(help="Share of the distillation term in the loss.")]
 DistillTemperature = Annotated[float, typer.Option(help="Softmax temperature of distillation.")]
+DistillMixup = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Distil on batches mixed with a shuffled copy of themselves, the share drawn from Beta(alpha, alpha) "
+        "(mixup; 0: off): the student matches the teacher between the training images too.",
+    ),
+]
 AverageFrom = Annotated[
     float | None,
     typer.Option(

@@ -261,6 +261,7 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
     teacher = teacher_model(run, request)
     distillation = (
         {"teacher": "baseline", "weight": request.distill_weight, "temperature": request.distill_temperature}
+        | ({"mixup_alpha": request.distill_mixup} if request.distill_mixup else {})
         if teacher is not None
         else None
     )
@@ -303,7 +304,8 @@ def _record_distillation(
     if distillation is not None:
         reporter.info(
             f"fine-tune: distilling from the baseline (weight {request.distill_weight:g}, "
-            f"temperature {request.distill_temperature:g})"
+            f"temperature {request.distill_temperature:g}"
+            + (f", mixup alpha {request.distill_mixup:g})" if request.distill_mixup else ")")
         )
 
 

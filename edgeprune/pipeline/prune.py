@@ -352,12 +352,19 @@ def _prune(
         lambda: leave_one_domain_out(dataset, request.target_domain, request.val_fraction, request.seed)
     )
     data = RunData(dataset, split)
+    # What is left to make, decided once, by rank 0: a process that looked for itself could look after rank 0 has run
+    # ahead and written a stage (broadcasts do not wait for their receivers), skip it, and pair its broadcasts with
+    # the wrong calls.
+    resumed = run
+    missing = list(STAGES)
+    if resumed is not None:
+        missing = world.on_main(lambda: [stage for stage in STAGES if not resumed.has_stage(stage)])
     initial = None
-    if run is None or not run.has_stage("baseline"):
+    if "baseline" in missing:
         # Load weights before creating the run, so a bad checkpoint leaves nothing behind.
         initial = world.main_first(lambda: _initial_model(spec, len(dataset.classes), request))
     goal = None  # before any training: a table measured elsewhere is refused at once, a missing one measured now
-    if request.amount().needs_latency_table and (run is None or not run.has_stage("pruned")):
+    if request.amount().needs_latency_table and "pruned" in missing:
         goal = world.on_main(lambda: latency_goal(request, spec, workspace.root, reporter), share=False)
     with contextlib.ExitStack() as lock:  # rank 0 holds the run's lock while the run is written
         if run is None:
@@ -368,11 +375,11 @@ def _prune(
             commands = existing.manifest()["commands"] + [" ".join(sys.argv)]
             world.on_main(lambda: lock.enter_context(existing.writing("prune --resume")), share=False)
             world.on_main(lambda: existing.update_manifest(status="running", commands=commands), share=False)
-        if not run.has_stage("baseline"):
+        if "baseline" in missing:
             _baseline_stage(run, initial, spec, data, request, workspace, reporter)
-        if not run.has_stage("pruned"):
+        if "pruned" in missing:
             _pruned_stage(run, spec, data, request, reporter, goal)
-        if not run.has_stage("finetuned"):
+        if "finetuned" in missing:
             _finetuned_stage(run, data, request, reporter)
         world.on_main(lambda: _finish(run, workspace), share=False)
     return run

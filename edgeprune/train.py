@@ -228,10 +228,10 @@ def _as_tuples(value: Any) -> Any:
 
 
 def _resume(
-    checkpoint: Path, model: nn.Module, opt: _Optimisation, device: torch.device
-) -> tuple[list[dict[str, float]], _Position, dict[str, Any] | None, dict[str, Any] | None]:
-    """The history and position of an interrupted attempt (with its RNG states and weight average, where it saved
-    them), with model and optimiser state restored."""
+    checkpoint: Path, model: nn.Module, opt: _Optimisation, device: torch.device, average: _WeightAverage | None
+) -> tuple[list[dict[str, float]], _Position, dict[str, Any] | None]:
+    """The history and position of an interrupted attempt (with its RNG states, where it saved them), with model,
+    optimiser and weight-average state restored."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -242,8 +242,10 @@ def _resume(
     except Exception as exc:
         raise EdgepruneError(f"cannot resume from {checkpoint}: {exc}; delete it to start this stage again") from None
     model.to(device)
+    if average is not None and "average" in state:
+        average.load(state["average"])
     position = _Position(**state.get("position", {"epoch": state["epoch"]}))
-    return state["history"], position, state.get("rng"), state.get("average")
+    return state["history"], position, state.get("rng")
 
 
 def _train_epoch(
@@ -336,14 +338,12 @@ def fine_tune(
     steps_per_epoch = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
     opt = _optimisation(model, config, config.epochs * steps_per_epoch, device)
     history: list[dict[str, float]] = []
-    position, rng, averaged = _Position(), None, None
+    position, rng = _Position(), None
     average = None
     if config.average_from is not None:
         average = _WeightAverage(model, int(config.epochs * steps_per_epoch * config.average_from))
     if resume and checkpoint.exists():
-        history, position, rng, averaged = _resume(checkpoint, model, opt, device)
-        if average is not None and averaged is not None:
-            average.load(averaged)
+        history, position, rng = _resume(checkpoint, model, opt, device, average)
         where = f" and {position.step} steps" if position.step else ""
         reporter.info(f"{label}: resuming after epoch {position.epoch}/{config.epochs}{where}")
     _seed(world.augmentation_seed(config.seed + position.epoch))

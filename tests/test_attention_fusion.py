@@ -28,6 +28,10 @@ def test_pruned_attention_fuses_with_each_blocks_own_head_count(family: str, tmp
     fused_nodes = [n for n in graph.graph.node if n.op_type == "MultiHeadAttention"]
     assert [onnx.helper.get_attribute_value(n.attribute[0]) for n in fused_nodes] == heads
     assert not [n for n in graph.graph.node if n.op_type == "Softmax"]  # nothing of the old pattern is left
+    assert all(len(n.input) > 3 and n.input[3] for n in fused_nodes)  # qkv's bias is added by the fused operator
+    producers = {o: n.op_type for n in graph.graph.node for o in n.output}
+    splits = [n for n in graph.graph.node if n.op_type == "Split"]
+    assert [producers[n.input[0]] for n in splits] == ["MatMul"] * len(heads)
     if family == "beit":  # the relative position bias goes in as the attention bias
         assert all(len(n.input) == 6 and n.input[5] for n in fused_nodes)
     fused = tmp_path / "fused.onnx"

@@ -7,9 +7,11 @@ of a pruned one, whose blocks keep different head counts). The pattern is found 
         [-> Add(position bias)] -> Softmax -> MatMul(., v) -> Transpose(0, 2, 1, 3) -> Reshape(B, N, H*D)
 
 and replaced by Split(qkv) -> MultiHeadAttention(q, k, v[, attention_bias]) with the block's own head count; the
-shape arithmetic and transposes around it become dead and are removed. The softmax scale is the operator's
-default, 1 / sqrt(D), which is what timm's fused attention uses (a pruned model keeps its original temperature
-because pruning folds the difference into q's weights); callers check parity with the unfused graph anyway.
+shape arithmetic and transposes around it become dead and are removed. Where qkv is MatMul + a constant bias, the
+bias goes into the operator's own bias input (one elementwise pass over q, k and v fewer). The softmax scale is
+the operator's default, 1 / sqrt(D), which is what timm's fused attention uses (a pruned model keeps its original
+temperature because pruning folds the difference into q's weights); callers check parity with the unfused graph
+anyway.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ MS_DOMAIN = "com.microsoft"
 
 @dataclass(frozen=True)
 class _Attention:
-    qkv: str  # (B, N, 3 * H * D)
+    qkv: str  # (B, N, 3 * H * D), before the bias if `qkv_bias`
+    qkv_bias: str | None  # (3 * H * D,), added inside the fused operator
     out: str  # (B, N, H * D)
     heads: int
     bias: str | None  # added to the logits: (H, N, N) or (1 | B, H, N, N)
@@ -52,7 +55,21 @@ class _Graph:
         node = self.producer.get(tensor)
         if node is not None and node.op_type == "Constant" and node.attribute:
             return numpy_helper.to_array(node.attribute[0].t)
+        if node is not None and node.op_type == "Identity":  # the exporter's alias of a shared initializer
+            return self.constant(node.input[0])
         return None
+
+    def split_bias(self, tensor: str, reader: onnx.NodeProto) -> tuple[str, str | None]:
+        """`tensor` as (matmul output, constant 1-D bias) if it is their sum and `reader` its only reader."""
+        add = self.producer.get(tensor)
+        if add is None or add.op_type != "Add" or [n.name for n in self.consumers.get(tensor, [])] != [reader.name]:
+            return tensor, None
+        for matmul_out, bias in (add.input, reversed(add.input)):
+            source, value = self.producer.get(matmul_out), self.constant(bias)
+            is_bias = value is not None and value.ndim == 1 and value.size > 1
+            if source is not None and source.op_type == "MatMul" and is_bias:
+                return matmul_out, bias
+        return tensor, None
 
     def ancestors(self, tensor: str, depth: int) -> list[onnx.NodeProto]:
         found, frontier = [], [tensor]
@@ -96,7 +113,8 @@ def _find(graph: _Graph, softmax: onnx.NodeProto) -> _Attention | None:
     if heads is None or heads.size != 1 or int(heads.reshape(-1)[0]) < 1:
         return None
     dead = (reshape, split[0], logits, softmax, pv, back, merge)
-    return _Attention(reshape.input[0], merge.output[0], int(heads.reshape(-1)[0]), bias, tuple(n.name for n in dead))
+    qkv, qkv_bias = graph.split_bias(reshape.input[0], reshape)
+    return _Attention(qkv, qkv_bias, merge.output[0], int(heads.reshape(-1)[0]), bias, tuple(n.name for n in dead))
 
 
 def _remove_dead(model: onnx.ModelProto) -> None:
@@ -143,15 +161,17 @@ def fuse_attention(model: onnx.ModelProto) -> int:
         nodes = [helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, num_outputs=3)]
         if model.opset_import[0].version < 18:  # Split's num_outputs came with opset 18
             nodes[0] = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2)
-        inputs = [q, k, v]
+        inputs = [q, k, v, attention.qkv_bias or ""]
         if attention.bias is not None and ranks.get(attention.bias) == 4:
-            inputs += ["", "", attention.bias]
+            inputs += ["", attention.bias]
         elif attention.bias is not None:
             bias4d = f"{prefix}/bias4d"
             axes = f"{prefix}/axes"
             model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
             nodes.append(helper.make_node("Unsqueeze", [attention.bias, axes], [bias4d], name=f"{prefix}/unsqueeze"))
-            inputs += ["", "", bias4d]
+            inputs += ["", bias4d]
+        while not inputs[-1]:
+            inputs.pop()
         nodes.append(
             helper.make_node(
                 "MultiHeadAttention",

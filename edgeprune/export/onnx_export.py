@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgeprune.export.compare import Comparison, compare_logits
+from edgeprune.export.layer_scale import fold_layer_scale
 from edgeprune.export.runners import OrtRunner
 from edgeprune.prune.counting import input_size
 from edgeprune.requests import DEFAULT_OPSET
@@ -20,8 +21,9 @@ OUTPUT_NAME = "logits"
 
 
 def export_onnx(model: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """TorchScript-based export (`dynamo=False`): stable for timm ViTs and needs no onnxscript."""
-    model = model.cpu().eval()
+    """TorchScript-based export (`dynamo=False`): stable for timm ViTs and needs no onnxscript. Layer scales are
+    folded into the linear layers before them (the model passed is left as it is)."""
+    model, _ = fold_layer_scale(model.cpu().eval())
     dummy = torch.zeros(1, 3, *input_size(model))
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -63,6 +63,7 @@ class PruneRequest:
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     distill_mixup: float = 0.0  # Beta(alpha, alpha) mixup of the distilled batches; 0: none
+    distill_tokens: float = 0.0  # weight of the token-relation term of distillation; 0: none
     average_from: float | None = None  # share of the fine-tune after pruning from which weights are averaged
     steps: int = 1
     recovery_steps: int = 50
@@ -137,6 +138,8 @@ class PruneRequest:
             raise EdgepruneError("--distill-weight is a share in [0, 1] and --distill-temperature must be positive")
         if self.distill_mixup < 0:
             raise EdgepruneError("--distill-mixup is mixup's alpha: 0 (off) or more, e.g. 0.4")
+        if self.distill_tokens < 0:
+            raise EdgepruneError("--distill-tokens is the weight of the token-relation term: 0 (off) or more, e.g. 1")
         if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
             raise EdgepruneError("--average-from is a share of the fine-tune in [0, 1), e.g. 0.5 for its second half")
 

@@ -12,12 +12,18 @@ With `distill_mixup` alpha, the student and the teacher see each batch mixed wit
 (mixup, Zhang et al. 2018, weight drawn from Beta(alpha, alpha)): the student matches the teacher's function on
 images between the training images too ("function matching", Beyer et al. 2022), and the label term is mixed alike.
 
+With `distill_tokens` w, the loss adds w times the mean squared difference between the student's and the teacher's
+token relations: the cosine similarity of every two tokens of an image after the last block (as MiniLM distils
+relations rather than features, Wang et al. 2020). Seven logits say little of how the teacher sees an image; the
+relations of its 197 tokens say more, and need no projection between the pruned width and the teacher's.
+
 Under torchrun (see `edgeprune.distributed`) every process trains on its shard of each batch in
 DistributedDataParallel, which averages the gradients; rank 0 alone evaluates and writes the checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -49,6 +55,7 @@ class TrainConfig:
     distill_weight: float = 0.0  # share of the distillation term; 0 = labels only
     distill_temperature: float = 2.0
     distill_mixup: float = 0.0  # Beta(alpha, alpha) mixup of the distilled batches; 0: none
+    distill_tokens: float = 0.0  # weight of the token-relation term; 0: none
     checkpoint_every: int | None = None  # steps; None: at the end of each epoch only
     average_from: float | None = None  # share of the steps after which weights are averaged; None: last weights
 
@@ -76,6 +83,45 @@ def training_loss(
         log_target=True,
     )
     return (1 - config.distill_weight) * loss + config.distill_weight * t * t * soft
+
+
+def token_relations(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, N, N) cosine similarity of every two tokens of each image."""
+    unit = F.normalize(tokens.float(), dim=-1)
+    return unit @ unit.transpose(1, 2)
+
+
+def relation_loss(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(token_relations(student_tokens), token_relations(teacher_tokens))
+
+
+class TokenRelations:
+    """While in a `with`: the student's and the teacher's last-block tokens of each forward pass (hooks), and the
+    relation loss between them."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        # Under DistributedDataParallel the hook goes on the model inside the wrapper.
+        self.blocks = [getattr(m, "module", m).blocks[-1] for m in (student, teacher)]
+        self.tokens: list[torch.Tensor | None] = [None, None]
+
+    def __enter__(self) -> TokenRelations:
+        self.handles = [
+            block.register_forward_hook(partial(self._keep, index)) for index, block in enumerate(self.blocks)
+        ]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.tokens = [None, None]
+
+    def _keep(self, index: int, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        self.tokens[index] = output
+
+    def loss(self) -> torch.Tensor:
+        student, teacher = self.tokens
+        assert student is not None and teacher is not None, "both models run a forward pass first"
+        return relation_loss(student, teacher)
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, tuple[torch.Tensor, float]]:
@@ -270,31 +316,35 @@ def _train_epoch(
         loader.sampler.skip_next(position.step * (loader.batch_size or 1))
         advance(position.step)
     step = position.step
-    for x, y in loader:
-        if step >= steps:
-            break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        mixed = None
-        if teacher is not None and config.distill_mixup > 0:
-            x, mixed = mix_batch(x, y, config.distill_mixup)
-        with _autocast(device):
-            teacher_logits = None
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-            logits = model(x)
-            loss = training_loss(logits, y, config, teacher_logits, mixed)
-        opt.step(loss)
-        if average is not None:
-            average.observe(position.epoch * steps + step + 1)
-        seen += len(y)
-        loss_sum += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())  # of a mixed batch: the unshuffled images' labels
-        step += 1
-        advance(1, status=f"loss {loss_sum / seen:.3f}")
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
-            totals = world.sum([seen, loss_sum, correct])
-            save(_Position(position.epoch, step, int(totals[0]), float(totals[1]), int(totals[2])))
+    relations = TokenRelations(model, teacher) if teacher is not None and config.distill_tokens > 0 else None
+    with relations or contextlib.nullcontext():
+        for x, y in loader:
+            if step >= steps:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            mixed = None
+            if teacher is not None and config.distill_mixup > 0:
+                x, mixed = mix_batch(x, y, config.distill_mixup)
+            with _autocast(device):
+                teacher_logits = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                logits = model(x)
+                loss = training_loss(logits, y, config, teacher_logits, mixed)
+                if relations is not None:
+                    loss = loss + config.distill_tokens * relations.loss()
+            opt.step(loss)
+            if average is not None:
+                average.observe(position.epoch * steps + step + 1)
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())  # of a mixed batch: the unshuffled images' labels
+            step += 1
+            advance(1, status=f"loss {loss_sum / seen:.3f}")
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
+                totals = world.sum([seen, loss_sum, correct])
+                save(_Position(position.epoch, step, int(totals[0]), float(totals[1]), int(totals[2])))
     seen, loss_sum, correct = world.sum([seen, loss_sum, correct])  # over every process's share
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 

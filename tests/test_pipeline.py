@@ -333,7 +333,15 @@ def test_iterative_pruning_with_distillation(run_copy, builtin_root) -> None:
     plain = run_prune(tiny_request(builtin_root, baseline_run=run.name, distill=False), workspace, run_name="plain")
     assert plain.manifest()["distillation"] is None
     # By default a run whose baseline was fine-tuned distils from it; one whose baseline was not trained does not.
-    default = run_prune(tiny_request(builtin_root, baseline_run=run.name), workspace, run_name="default")
-    assert default.manifest()["distillation"]["teacher"] == "baseline"
+    # (Here with the token-relation term too: hooked on a timm model's last block.)
+    default = run_prune(
+        tiny_request(builtin_root, baseline_run=run.name, distill_tokens=1.0), workspace, run_name="default"
+    )
+    assert default.manifest()["distillation"] == {
+        "teacher": "baseline",
+        "weight": 0.5,
+        "temperature": 2.0,
+        "token_relations_weight": 1.0,
+    }
     untrained = tiny_request(builtin_root, baseline_epochs=0, max_steps_per_epoch=1)
     assert run_prune(untrained, workspace, run_name="untrained").manifest()["distillation"] is None

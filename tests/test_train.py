@@ -88,6 +88,54 @@ def test_student_learns_the_teacher(tmp_path: Path, mixup: float) -> None:
         assert (student(x).argmax(1) == teacher(x).argmax(1)).float().mean() >= 0.75
 
 
+def test_token_relations_compare_models_of_different_widths() -> None:
+    from edgeprune.train import relation_loss, token_relations
+
+    tokens = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    relations = token_relations(tokens)
+    assert relations.shape == (2, 5, 5) and torch.allclose(relations.diagonal(dim1=1, dim2=2), torch.ones(2, 5))
+    # channels the teacher has and the student lost (here zero) and a scale per token change no relation
+    wider = torch.cat([tokens * torch.rand(2, 5, 1) + 0.0, torch.zeros(2, 5, 4)], dim=2) * 3
+    assert relation_loss(tokens, wider) <= 1e-10
+    assert relation_loss(tokens, torch.randn(2, 5, 8)) > 0.1
+
+
+class _Blocks(torch.nn.Module):
+    """A model whose last block puts out tokens, as a ViT's does: (B, N, C) -> mean token -> classes."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.blocks = torch.nn.Sequential(torch.nn.Linear(2, width), torch.nn.Tanh(), torch.nn.Linear(width, width))
+        self.head = torch.nn.Linear(width, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x.reshape(len(x), 4, 2)).mean(1))
+
+
+def _relation_gap(student: torch.nn.Module, teacher: torch.nn.Module) -> float:
+    from edgeprune.train import TokenRelations
+
+    x = torch.cat([b[0] for b in _loader()])
+    with torch.no_grad(), TokenRelations(student, teacher) as relations:
+        student(x), teacher(x)
+        return float(relations.loss())
+
+
+def test_student_learns_the_teachers_token_relations(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = _Blocks(16)
+    fine_tune(teacher, _loader(), None, TrainConfig(epochs=4, lr=1e-2), tmp_path / "t.pt")
+    gaps = {}
+    for weight in (0.0, 10.0):
+        torch.manual_seed(1)
+        student = _Blocks(6)
+        config = TrainConfig(epochs=8, lr=1e-2, distill_weight=0.5, distill_tokens=weight)
+        fine_tune(student, _loader(), None, config, tmp_path / f"s{weight}.pt", teacher=teacher)
+        gaps[weight] = _relation_gap(student, teacher)
+        assert not student.blocks[-1]._forward_hooks and not teacher.blocks[-1]._forward_hooks  # hooks removed
+    assert gaps[10.0] < 0.5 * gaps[0.0], gaps
+
+
 class _WeightsAfterEachStep(Reporter):
     def __init__(self, model: torch.nn.Module) -> None:
         self.model, self.snapshots = model, []

@@ -62,6 +62,7 @@ def prune(
     distill_weight: o.DistillWeight = D.distill_weight,
     distill_temperature: o.DistillTemperature = D.distill_temperature,
     distill_mixup: o.DistillMixup = D.distill_mixup,
+    distill_tokens: o.DistillTokens = D.distill_tokens,
     average_from: o.AverageFrom = D.average_from,
     steps: o.Steps = D.steps,
     recovery_steps: o.RecoverySteps = D.recovery_steps,

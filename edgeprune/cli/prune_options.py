@@ -95,6 +95,14 @@ DistillMixup = Annotated[
         "(mixup; 0: off): the student matches the teacher between the training images too.",
     ),
 ]
+DistillTokens = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Weight of a second distillation term: the student's last-block tokens keep the teacher's relations "
+        "(cosine similarity of every two tokens of an image; 0: off).",
+    ),
+]
 AverageFrom = Annotated[
     float | None,
     typer.Option(

@@ -262,6 +262,7 @@ def _finetuned_stage(run: Run, data: RunData, request: PruneRequest, reporter: R
     distillation = (
         {"teacher": "baseline", "weight": request.distill_weight, "temperature": request.distill_temperature}
         | ({"mixup_alpha": request.distill_mixup} if request.distill_mixup else {})
+        | ({"token_relations_weight": request.distill_tokens} if request.distill_tokens else {})
         if teacher is not None
         else None
     )
@@ -305,7 +306,9 @@ def _record_distillation(
         reporter.info(
             f"fine-tune: distilling from the baseline (weight {request.distill_weight:g}, "
             f"temperature {request.distill_temperature:g}"
-            + (f", mixup alpha {request.distill_mixup:g})" if request.distill_mixup else ")")
+            + (f", mixup alpha {request.distill_mixup:g}" if request.distill_mixup else "")
+            + (f", token relations {request.distill_tokens:g}" if request.distill_tokens else "")
+            + ")"
         )
 
 

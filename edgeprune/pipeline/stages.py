@@ -123,6 +123,7 @@ def train_model(
         distill_weight=request.distill_weight if teacher is not None else 0.0,
         distill_temperature=request.distill_temperature,
         distill_mixup=request.distill_mixup if teacher is not None else 0.0,
+        distill_tokens=request.distill_tokens if teacher is not None else 0.0,
         checkpoint_every=request.checkpoint_every,
         average_from=average_from,
     )

@@ -1,9 +1,9 @@
 """MACs, parameters and onnxruntime CPU latency of pruned ViT-B, DeiT-B and BEiT-B, against the unpruned model.
 
 Latency does not depend on trained weights, so models start from random init (importance: l2 unless --metric).
-Each model is built for the target as `export` builds it (the `ort-cpu` build fuses attention); the unpruned model
-and its pruned versions are timed together in alternating rounds, so a burst of load on a shared machine slows all
-alike.
+Each model is built for the target as `export` builds it (the `ort-cpu` build times the graph with attention fused
+into MultiHeadAttention against the unfused one and keeps the faster); the unpruned model and its pruned versions
+are timed together in alternating rounds, so a burst of load on a shared machine slows all alike.
 
     python scripts/bench_pruning.py --ratios 0.5 0.75 0.95 --threads 2 --out pruning-bench.md
 """
@@ -69,7 +69,9 @@ def main() -> None:
             reports.append(prune_model(model, spec.timm_name, config, calib))
             print(f"{alias} {ratio}: pruned in {time.perf_counter() - start:.1f}s", flush=True)
             pruned.append(model)
-        base_ms, *pruned_ms = measure_p50s([base, *pruned], target, profile, batch=1, threads=args.threads)
+        base_ms, *pruned_ms = measure_p50s(
+            [base, *pruned], target, profile, batch=1, threads=args.threads, timed_choices=True
+        )
         for ratio, report, ms in zip(args.ratios, reports, pruned_ms, strict=True):
             macs_ratio = base_macs / report.macs.after
             speedup = base_ms / ms

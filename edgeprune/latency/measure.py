@@ -40,10 +40,16 @@ def check_measurable(target: Target) -> None:
 
 
 def measure_p50s(
-    models: Sequence[nn.Module], target: Target, profile: Profile, batch: int, threads: int | None
+    models: Sequence[nn.Module],
+    target: Target,
+    profile: Profile,
+    batch: int,
+    threads: int | None,
+    timed_choices: bool = False,
 ) -> list[float]:
     """Median latency in ms of each model built for `target`: ROUNDS alternating rounds, each model timed for at
-    least MIN_SECONDS and MIN_ITERATIONS in all (at most MAX_ITERATIONS), after a warm-up."""
+    least MIN_SECONDS and MIN_ITERATIONS in all (at most MAX_ITERATIONS), after a warm-up. With `timed_choices` each
+    build times its variants (attention fused or not, ...) as `export` does; latency probes keep one choice for all."""
     images = np.random.default_rng(0).standard_normal((batch, 3, *input_size(models[0]))).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="edgeprune-latency-") as tmp, contextlib.ExitStack() as stack:
         runs = {}
@@ -54,7 +60,15 @@ def measure_p50s(
             export_onnx(model, source)
             calibration = images if target.needs_calibration else None
             built = build_target(
-                target, {"probe": source}, {"probe": ""}, folder, profile, calibration, None, ".", timed_choices=False
+                target,
+                {"probe": source},
+                {"probe": ""},
+                folder,
+                profile,
+                calibration,
+                None,
+                ".",
+                timed_choices=timed_choices,
             )
             entry = built["engines"]["probe"]
             if "bundle" in entry:

@@ -14,8 +14,9 @@ images between the training images too ("function matching", Beyer et al. 2022),
 
 With `distill_tokens` w, the loss adds w times the mean squared difference between the student's and the teacher's
 token relations: the cosine similarity of every two tokens of an image after the last block (as MiniLM distils
-relations rather than features, Wang et al. 2020). Seven logits say little of how the teacher sees an image; the
-relations of its 197 tokens say more, and need no projection between the pruned width and the teacher's.
+relations rather than features, Wang et al. 2020). A few class logits say little of how the teacher sees an image;
+the relations of its tokens (197 for a ViT-B/16 at 224) say more, and need no projection between the pruned width
+and the teacher's.
 
 Under torchrun (see `edgeprune.distributed`) every process trains on its shard of each batch in
 DistributedDataParallel, which averages the gradients; rank 0 alone evaluates and writes the checkpoint.

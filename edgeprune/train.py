@@ -307,8 +307,10 @@ def _train_epoch(
     position: _Position,
     save: Any,
     average: _WeightAverage | None = None,
+    relations: TokenRelations | None = None,
 ) -> dict[str, float]:
-    """The epoch's remaining steps from `position.step`; every `checkpoint_every` steps, `save(position)`."""
+    """The epoch's remaining steps from `position.step`; every `checkpoint_every` steps, `save(position)`.
+    `relations`, entered by the caller, adds the token-relation term."""
     device = next(model.parameters()).device
     model.train()
     mine = _Position(position.epoch, position.step) if not world.is_main else position  # rank 0 holds the sums
@@ -317,35 +319,33 @@ def _train_epoch(
         loader.sampler.skip_next(position.step * (loader.batch_size or 1))
         advance(position.step)
     step = position.step
-    relations = TokenRelations(model, teacher) if teacher is not None and config.distill_tokens > 0 else None
-    with relations or contextlib.nullcontext():
-        for x, y in loader:
-            if step >= steps:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            mixed = None
-            if teacher is not None and config.distill_mixup > 0:
-                x, mixed = mix_batch(x, y, config.distill_mixup)
-            with _autocast(device):
-                teacher_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x)
-                logits = model(x)
-                loss = training_loss(logits, y, config, teacher_logits, mixed)
-                if relations is not None:
-                    loss = loss + config.distill_tokens * relations.loss()
-            opt.step(loss)
-            if average is not None:
-                average.observe(position.epoch * steps + step + 1)
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())  # of a mixed batch: the unshuffled images' labels
-            step += 1
-            advance(1, status=f"loss {loss_sum / seen:.3f}")
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
-                totals = world.sum([seen, loss_sum, correct])
-                save(_Position(position.epoch, step, int(totals[0]), float(totals[1]), int(totals[2])))
+    for x, y in loader:
+        if step >= steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        mixed = None
+        if teacher is not None and config.distill_mixup > 0:
+            x, mixed = mix_batch(x, y, config.distill_mixup)
+        with _autocast(device):
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+            logits = model(x)
+            loss = training_loss(logits, y, config, teacher_logits, mixed)
+            if relations is not None:
+                loss = loss + config.distill_tokens * relations.loss()
+        opt.step(loss)
+        if average is not None:
+            average.observe(position.epoch * steps + step + 1)
+        seen += len(y)
+        loss_sum += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())  # of a mixed batch: the unshuffled images' labels
+        step += 1
+        advance(1, status=f"loss {loss_sum / seen:.3f}")
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < steps:
+            totals = world.sum([seen, loss_sum, correct])
+            save(_Position(position.epoch, step, int(totals[0]), float(totals[1]), int(totals[2])))
     seen, loss_sum, correct = world.sum([seen, loss_sum, correct])  # over every process's share
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 
@@ -401,6 +401,7 @@ def fine_tune(
     if rng is not None and not world.enabled:
         _set_rng_state(rng)  # exactly where the interrupted attempt was (augmentation in this process)
     net = world.wrap(model)
+    relations = TokenRelations(net, teacher) if teacher is not None and config.distill_tokens > 0 else None
 
     def save(at: _Position) -> None:
         state = {"model": model.state_dict(), **opt.state(), "epoch": at.epoch, "position": asdict(at)}
@@ -413,13 +414,12 @@ def fine_tune(
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
         at = position if position.epoch == epoch else _Position(epoch)
-        with reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch) as advance:
-            record = {
-                "epoch": epoch + 1,
-                **_train_epoch(
-                    net, train_loader, steps_per_epoch, opt, config, teacher, advance, world, at, save, average
-                ),
-            }
+        task = reporter.task(f"{label} {epoch + 1}/{config.epochs}", steps_per_epoch)
+        with task as advance, relations or contextlib.nullcontext():
+            trained = _train_epoch(
+                net, train_loader, steps_per_epoch, opt, config, teacher, advance, world, at, save, average, relations
+            )
+        record = {"epoch": epoch + 1, **trained}
         if val_loader is not None:
             record["val_accuracy"] = world.on_main(partial(_val_accuracy, model, val_loader, device))
         history.append(record)

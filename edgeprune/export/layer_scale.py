@@ -19,16 +19,19 @@ def _scale_output(linear: nn.Module, gamma: torch.Tensor) -> None:
         linear.bias.mul_(gamma)
 
 
+# Each residual branch: BEiT's gamma parameter, DeiT III's LayerScale module, and the linear layer that ends the branch.
+_BRANCHES = (
+    ("gamma_1", "ls1", lambda block: block.attn.proj),
+    ("gamma_2", "ls2", lambda block: block.mlp.fc2),
+)
+
+
 @torch.no_grad()
 def fold_layer_scale(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of `model` with every layer scale folded (the model itself if it has none), and how many were."""
     folded, count = None, 0
     for index, block in enumerate(getattr(model, "blocks", [])):
-        branches = (
-            ("gamma_1", "ls1", lambda b: b.attn.proj),
-            ("gamma_2", "ls2", lambda b: b.mlp.fc2),
-        )
-        for gamma_name, module_name, linear_of in branches:
+        for gamma_name, module_name, linear_of in _BRANCHES:
             gamma = getattr(block, gamma_name, None)
             scale = getattr(block, module_name, None)
             if gamma is None and not hasattr(scale, "gamma"):

@@ -10,14 +10,16 @@
 #   +avg        +norm with the fine-tune's weights averaged over its second half (--average-from 0.5)
 #   +tok        +norm distilling the teacher's token relations too (--distill-tokens 10), in steps of 16 images
 #               (twice the steps in the epoch; 32 calibration batches keep the 512 calibration images)
+#   +cost-tok   +tok with importance per MAC removed (--normalization cost) and the token term at 30
 # STEPS caps the training steps of every row's fine-tune (the same for every row); "full" trains the whole epoch.
 # Each row is an ordinary run in WORKSPACE (sketch right after pruning: pruned/metrics.json; after the fine-tune:
 # finetuned/metrics.json); the table is printed at the end.
 #   scripts/pacs_recovery.sh PACS_ROOT WEIGHTS.safetensors WORKSPACE [DOMAIN] [STEPS] [SEED] [NORM] [ROWS]
-# ROWS is a space-separated subset of "plain comp distill norm norm-plain iter avg tok" (default: all but norm-plain).
+# ROWS is a space-separated subset of "plain comp distill norm norm-plain iter avg tok cost-tok" (default: all but
+# norm-plain).
 set -euo pipefail
 data=$1 weights=$2 workspace=$3 domain=${4:-sketch} steps=${5:-60} seed=${6:-0} norm=${7:-none}
-rows=${8:-plain comp distill norm iter avg tok}
+rows=${8:-plain comp distill norm iter avg tok cost-tok}
 base="base-$domain-s$seed"
 budget=() && [ "$steps" != full ] && budget=(--max-steps-per-epoch "$steps")
 ep() { /usr/bin/time -f "wall %e s: edgeprune $*" edgeprune "$@"; }
@@ -36,6 +38,7 @@ declare -A flags=(
   [iter]="--normalization $norm --compensate --distill --steps 2 --recovery-steps 50"
   [avg]="--normalization $norm --compensate --distill --average-from 0.5"
   [tok]="--normalization $norm --compensate --distill --distill-tokens 10 --batch-size 16 --calib-batches 32"
+  [cost-tok]="--normalization cost --compensate --distill --distill-tokens 30 --batch-size 16 --calib-batches 32"
 )
 name_of() { case $1 in norm|norm-plain|iter|avg|tok) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
 for row in $rows; do

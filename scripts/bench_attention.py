@@ -6,7 +6,7 @@ dims, with and without BEiT's position bias (a constant (1, H, N, N) input), bes
 ViT-B. Pruning head dims shrinks the two attention products but not the softmax, so a MACs ratio overstates what it
 buys; whole heads shrink both.
 
-    python scripts/bench_attention.py --threads 2 --heads-dims 12x64 12x32 12x16 6x64 --widths 768 413
+    python scripts/bench_attention.py --threads 2 --heads-dims 12x64 12x32 12x16 6x64 --widths 768 413 --rounds 200
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def p50s(cases: dict[str, tuple[bytes, dict[str, np.ndarray]]], threads: int, ro
         for name, (session, feeds) in sessions.items():
             for _ in range(3):
                 session.run(None, feeds)
-            for _ in range(50):
+            for _ in range(10):
                 start = time.perf_counter()
                 session.run(None, feeds)
                 times[name].append((time.perf_counter() - start) * 1e3)
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--heads-dims", nargs="+", default=["12x64", "12x32", "12x16", "6x64"])
     parser.add_argument("--widths", nargs="+", type=int, default=[768, 413], help="residual-stream widths")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     cases = {}
@@ -101,7 +101,7 @@ def main() -> None:
     results = p50s(cases, args.threads, args.rounds)
     print(
         f"onnxruntime {ort.__version__} CPU, {args.threads} intra-op threads, {platform.machine()}, "
-        f"p50 of {args.rounds} alternating rounds of 50 runs"
+        f"p50 of {args.rounds} alternating rounds of 10 runs"
     )
     print("\n| operator | p50 (ms) |\n|---|---|")
     for name, ms in results.items():

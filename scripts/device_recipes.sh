@@ -5,7 +5,7 @@
 # weights are packed by scripts/pack_dg_data.py (.device/) and travel as one tarball, the images' file-system slack
 # being over the transfer limit (`tar -czf .devpack/pacs.tgz -C .device PACS`, weights copied beside it, unpacked
 # here when .device/ is missing); the missing Python packages travel as wheels (.whl/).
-# A lossless copy (`pack_dg_data.py --lossless`, 141 MB for PACS) is over one call's limit: send it in several calls
+# A lossless copy (`pack_dg_data.py --lossless`, 142 MB for PACS) is over one call's limit: send it in several calls
 # (a domain or two each), each copying what came into a folder outside the checkout (`cp -r .device/PACS/* /tmp/PACS/`),
 # since a later call removes the carried paths it does not name; then DATA=/tmp/PACS.
 #   [DATA=.device/PACS WEIGHTS=.device/deit_tiny_fp16.safetensors LANES=2 WORKERS=5 SEEDS="0 1 2" \

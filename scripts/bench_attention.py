@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
+from functools import partial
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from edgeprune.bench.latency import measure_interleaved
+from edgeprune.export.runners import session_options
 
 TOKENS = 197  # 224 x 224 images in 16 x 16 patches, plus the class token
 
@@ -53,22 +56,18 @@ def single_op_case(
 
 
 def p50s(cases: dict[str, tuple[bytes, dict[str, np.ndarray]]], threads: int, rounds: int) -> dict[str, float]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    sessions = {
-        name: (ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]), feeds)
-        for name, (model, feeds) in cases.items()
-    }
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, (session, feeds) in sessions.items():
-            for _ in range(3):
-                session.run(None, feeds)
-            for _ in range(10):
-                start = time.perf_counter()
-                session.run(None, feeds)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: float(np.median(values)) for name, values in times.items()}
+    """p50 of each case's session, 10 runs a round in `rounds` rounds that alternate between them."""
+    options = session_options(threads)
+    runs = {}
+    for name, (model, feeds) in cases.items():
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        runs[name] = partial(_run, session, feeds)
+    stats = measure_interleaved(runs, np.zeros(1), warmup=5, iterations=10 * rounds, rounds=rounds)
+    return {name: row["p50"] for name, row in stats.items()}
+
+
+def _run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], _batch: np.ndarray) -> None:
+    session.run(None, feeds)  # each case has its own inputs; the shared batch argument is unused
 
 
 def main() -> None:

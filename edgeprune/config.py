@@ -13,6 +13,9 @@ AUGMENTATIONS = ("standard", "shape")
 # How units are ranked when pruning to a latency: importance alone (as for a ratio; the default, measured better on
 # PACS: README, Results), or importance per ms saved
 LATENCY_RANKINGS = ("importance", "per-ms")
+# What `--compensate` folds back for removed inputs: their mean (into the bias), or their least-squares fit on the
+# kept inputs (weights and bias; `prune.compensate`)
+COMPENSATIONS = ("mean", "fit")
 
 
 def resolve_normalization(normalization: str, metric: str) -> str:
@@ -106,6 +109,7 @@ class PruneConfig:
     normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = False
+    compensation: str = "fit"  # COMPENSATIONS
     allow_narrow: bool = False
 
     def validate(self) -> None:
@@ -114,6 +118,10 @@ class PruneConfig:
         if self.normalization not in NORMALIZATIONS:
             raise EdgepruneError(
                 f"unknown normalization '{self.normalization}': choose one of {', '.join(NORMALIZATIONS)}"
+            )
+        if self.compensation not in COMPENSATIONS:
+            raise EdgepruneError(
+                f"unknown compensation '{self.compensation}': choose one of {', '.join(COMPENSATIONS)}"
             )
         if self.latency_ranking not in LATENCY_RANKINGS:
             raise EdgepruneError(

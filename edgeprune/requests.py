@@ -58,6 +58,7 @@ class PruneRequest:
     normalization: str = "auto"
     max_share: float | None = None
     compensate: bool = True
+    compensation: str = "fit"  # COMPENSATIONS
     allow_narrow: bool = False
     distill: bool | None = None  # None: when the baseline has learnt the task (`recovery.distills`)
     distill_weight: float = 0.5
@@ -171,6 +172,7 @@ class PruneRequest:
             normalization=self.normalization,
             max_share=self.max_share,
             compensate=self.compensate and self.has_learnt("pruned"),  # a random model has nothing to keep
+            compensation=self.compensation,
             allow_narrow=self.allow_narrow,
         )
 

@@ -149,6 +149,7 @@ class PruneReport(Result):
     normalization: str = "mean"
     max_share: float | None = None
     compensated: bool = False
+    compensation: str | None = None  # how, when compensated; reports before it had the mean only
     floors: dict[str, int] | None = None
     calibration_samples: int
     macs: BeforeAfter

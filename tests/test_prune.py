@@ -290,3 +290,23 @@ def test_compensation_restores_constant_units_exactly() -> None:
         with torch.no_grad():
             results[compensate] = (model.eval()(BATCHES[0][0]) - original(BATCHES[0][0])).abs().max()
     assert results[True] <= 1e-5 < results[False]
+
+
+def test_fit_compensation_stands_in_for_units_that_copy_kept_ones() -> None:
+    """MLP units that duplicate kept units: the least-squares fit hands their output to the copies, the mean cannot."""
+    spec = FAMILIES["deit"]
+    original = _model(spec)
+    removed = list(range(0, 40, 2))
+    with torch.no_grad():
+        for block in original.blocks:
+            block.mlp.fc1.weight[removed] = block.mlp.fc1.weight[[u + 1 for u in removed]]
+            block.mlp.fc1.bias[removed] = block.mlp.fc1.bias[[u + 1 for u in removed]]
+    errors = {}
+    for compensation in ("mean", "fit"):
+        model = copy.deepcopy(original)
+        adapter, groups = _groups(model, spec)
+        plan = Plan(units_removed={g.root: removed for g in groups if g.kind == "mlp"})
+        pruner.apply_plan(model, adapter, groups, plan, BATCHES, compensation)
+        with torch.no_grad():
+            errors[compensation] = (model.eval()(BATCHES[0][0]) - original(BATCHES[0][0])).abs().max()
+    assert errors["fit"] < 0.05 * errors["mean"]

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgeprune.config import AUGMENTATIONS, LATENCY_RANKINGS, METRICS, NORMALIZATIONS
+from edgeprune.config import AUGMENTATIONS, COMPENSATIONS, LATENCY_RANKINGS, METRICS, NORMALIZATIONS
 from edgeprune.errors import EdgepruneError, RankFailed
 from edgeprune.targets import TARGETS
 
@@ -53,6 +53,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Choices that --help lists and the shell completes, declared where the library declares them.
 Metric = enum.Enum("Metric", {m: m for m in METRICS}, type=str)
 Normalization = enum.Enum("Normalization", {n: n for n in NORMALIZATIONS}, type=str)
+Compensation = enum.Enum("Compensation", {c: c for c in COMPENSATIONS}, type=str)
 Augmentation = enum.Enum("Augmentation", {a: a for a in AUGMENTATIONS}, type=str)
 LatencyRanking = enum.Enum("LatencyRanking", {r.replace("-", "_"): r for r in LATENCY_RANKINGS}, type=str)
 TargetName = enum.Enum("TargetName", {t.replace("-", "_"): t for t in TARGETS}, type=str)

@@ -8,6 +8,7 @@ from typing import Any
 from edgeprune.cli import prune_options as o
 from edgeprune.cli.app import (
     Augmentation,
+    Compensation,
     JsonOpt,
     LatencyRanking,
     Metric,
@@ -29,6 +30,7 @@ from edgeprune.results import PruneSummary
 _REQUEST_FIELDS = {f.name for f in fields(D)}
 _METRIC, _NORMALIZATION, _AUGMENT = Metric(D.metric), Normalization(D.normalization), Augmentation(D.augment)
 _LATENCY_RANKING = LatencyRanking(D.latency_ranking)
+_COMPENSATION = Compensation(D.compensation)
 
 
 @app.command()
@@ -57,6 +59,7 @@ def prune(
     normalization: o.NormalizationOpt = _NORMALIZATION,
     max_share: o.MaxShare = D.max_share,
     compensate: o.Compensate = D.compensate,
+    compensation: o.CompensationOpt = _COMPENSATION,
     allow_narrow: o.AllowNarrow = D.allow_narrow,
     distill: o.Distill = D.distill,
     distill_weight: o.DistillWeight = D.distill_weight,

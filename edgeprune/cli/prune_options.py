@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from edgeprune.cli.app import Augmentation, LatencyRanking, Metric, Normalization, TargetName, open_range
+from edgeprune.cli.app import (
+    Augmentation,
+    Compensation,
+    LatencyRanking,
+    Metric,
+    Normalization,
+    TargetName,
+    open_range,
+)
 from edgeprune.cli.choices import complete_models, profile_option
 from edgeprune.config import AMOUNT_RANGE
 
@@ -70,7 +78,15 @@ Compensate = Annotated[
     bool,
     typer.Option(
         "--compensate/--no-compensate",
-        help="Fold removed units' mean contribution into the next bias and correct LayerNorm statistics.",
+        help="Give back what removed units contributed (see --compensation) and correct LayerNorm statistics.",
+    ),
+]
+CompensationOpt = Annotated[
+    Compensation,
+    typer.Option(
+        "--compensation",
+        help="fit: each removed input's least-squares fit on the kept inputs, folded into the next layer's weights "
+        "and bias; mean: its mean, into the bias only.",
     ),
 ]
 AllowNarrow = Annotated[

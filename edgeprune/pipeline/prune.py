@@ -156,9 +156,15 @@ def _calibration(
         f"pruning: metric {request.metric}, {request.amount().describe()}"
         + (f" in {request.steps} steps" if request.steps > 1 else "")
         + f", {sum(len(x) for x, _ in batches)} calibration images from {', '.join(data.split.sources)}"
-        + ("" if request.prune_config().compensate or not request.compensate else "; no compensation (random weights)")
+        + _compensation_note(request)
     )
     return batches
+
+
+def _compensation_note(request: PruneRequest) -> str:
+    if request.prune_config().compensate:
+        return f"; compensation: {request.compensation}"
+    return "; no compensation (random weights)" if request.compensate else ""
 
 
 def _prune_step(

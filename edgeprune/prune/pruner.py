@@ -159,24 +159,26 @@ def apply_plan(
     groups: Sequence[PrunableGroup],
     plan: Plan,
     compensation_batches: Sequence[Batch] = (),
+    compensation: str = "fit",
 ) -> None:
     """Prune a model (in the adapter's prepared form) by `plan`, then let the adapter finish it.
 
-    With calibration batches, what the removed units contributed on average is folded back (see `compensate`).
+    With calibration batches, what the removed units contributed is folded back: their mean, or with `compensation`
+    "fit" their least-squares fit on the kept units (see `compensate`).
     """
     graph = build_graph(model, adapter)
     modules = dict(model.named_modules())
     removals = [(g, idxs) for g in groups if (idxs := _removed_indices(g, plan))]
-    compensation = None
+    correction = None
     if compensation_batches:
         cuts = Cuts()
         for group, idxs in removals:
             cuts.add(graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs))
-        compensation = measure_compensation(model, cuts, compensation_batches)
+        correction = measure_compensation(model, cuts, compensation_batches, fit=compensation == "fit")
     for group, idxs in removals:  # each group anew: pruning one replaces parameters the next may name
         graph.get_pruning_group(modules[group.root], group.pruning_fn, idxs).prune()
-    if compensation is not None:
-        compensation.apply()
+    if correction is not None:
+        correction.apply()
     kept_heads, num_heads = {}, {}
     for group in groups:
         if group.attention is not None:
@@ -338,7 +340,7 @@ def prune_model(
     candidates = _Candidates(model, adapter, groups, sequence, before["blocks"])
     length = _prefix_for_amount(candidates, config, before, latency_table)
     plan = plan_from_prefix(groups, sequence, length)
-    apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else ())
+    apply_plan(model, adapter, groups, plan, calib_batches if config.compensate else (), config.compensation)
     after = _measures(model)
     return PruneReport.from_json(
         {
@@ -358,6 +360,7 @@ def prune_model(
             "normalization": normalization,
             "max_share": config.max_share,
             "compensated": config.compensate,
+            **({"compensation": config.compensation} if config.compensate else {}),
             "floors": vars(Floors.for_config(config.round_to, config.allow_narrow)),
             "calibration_samples": sum(len(x) for x, _ in calib_batches),
             "macs": {"before": before["macs"], "after": after["macs"]},

@@ -101,6 +101,7 @@ class PruneConfig:
     metric: str = "hessian"
     ratio: float = 0.5
     prune_heads: bool = False
+    whole_heads: bool = False  # attention loses whole heads only, never head dims
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None

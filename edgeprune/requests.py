@@ -34,6 +34,7 @@ class PruneRequest:
     epochs: int = 1
     baseline_run: str | None = None
     prune_heads: bool = False
+    whole_heads: bool = False
     round_to: int | None = None
     target_macs: float | None = None
     target_params: float | None = None
@@ -164,6 +165,7 @@ class PruneRequest:
             metric=self.metric,
             ratio=self.ratio,
             prune_heads=self.prune_heads,
+            whole_heads=self.whole_heads,
             round_to=self.round_to,
             target_macs=self.target_macs,
             target_params=self.target_params,

@@ -144,6 +144,7 @@ class PruneReport(Result):
     ratio: float  # the fraction of units removed (achieved; see `requested` for what was asked)
     requested: dict[str, float | None]
     prune_heads: bool
+    whole_heads: bool = False
     round_to: int | None
     # Absent from reports written before the global unit budget, which always used mean normalisation.
     normalization: str = "mean"

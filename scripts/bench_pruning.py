@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.5, 0.75, 0.95])
     parser.add_argument("--metric", default="l2")
     parser.add_argument("--prune-heads", action="store_true")
+    parser.add_argument("--whole-heads", action="store_true", help="attention loses whole heads only (prune's option)")
     parser.add_argument("--round-to", type=int, default=None, help="kept widths in multiples of N (prune's option)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", default="ort-cpu", choices=["ort-cpu", "ort-cpu-int8"])
@@ -65,7 +66,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(spec, 1000, random_init=True).eval()
             start = time.perf_counter()
-            config = PruneConfig(args.metric, ratio, args.prune_heads, args.round_to)
+            config = PruneConfig(args.metric, ratio, args.prune_heads, args.whole_heads, args.round_to)
             reports.append(prune_model(model, spec.timm_name, config, calib))
             print(f"{alias} {ratio}: pruned in {time.perf_counter() - start:.1f}s", flush=True)
             pruned.append(model)
@@ -84,8 +85,8 @@ def main() -> None:
     header = (
         f"onnxruntime {ort.__version__}, target {target.name} (as `export` builds it), batch 1, {args.threads} "
         f"intra-op threads, each model timed beside its pruned versions in alternating rounds (p50); "
-        f"{platform.machine()}; metric {args.metric}, prune heads: {args.prune_heads}, round to: {args.round_to}, "
-        "random weights."
+        f"{platform.machine()}; metric {args.metric}, prune heads: {args.prune_heads}, whole heads: "
+        f"{args.whole_heads}, round to: {args.round_to}, random weights."
     )
     table = "\n".join([header, "", *rows, ""])
     print(table)

@@ -3,6 +3,7 @@
 # One fine-tuned baseline (1 epoch), then each recovery technique added in turn on that same baseline:
 #   plain       mean normalisation, no compensation, no distillation (the softmax scale and budget fixes are always on)
 #   +comp       removed units' mean contribution folded into the next bias, LayerNorm statistics corrected
+#               (--compensation mean; every row up to +cost-tok compensates so, as the defaults did then)
 #   +distill    fine-tuned against the baseline's soft outputs too
 #   +norm       the best normalisation (NORM, default none) instead of mean
 #   norm-plain  that normalisation with compensation, without distillation
@@ -11,15 +12,18 @@
 #   +tok        +norm distilling the teacher's token relations too (--distill-tokens 10), in steps of 16 images
 #               (twice the steps in the epoch; 32 calibration batches keep the 512 calibration images)
 #   +cost-tok   +tok with importance per MAC removed (--normalization cost) and the token term at 30
+#   +fit        +norm with the least-squares compensation (--compensation fit: today's defaults)
+#   +fit-tok    +tok with it
+#   +fit-cost-tok  +fit-tok with --normalization cost (the token term at 10)
 # STEPS caps the training steps of every row's fine-tune (the same for every row); "full" trains the whole epoch.
 # Each row is an ordinary run in WORKSPACE (sketch right after pruning: pruned/metrics.json; after the fine-tune:
 # finetuned/metrics.json); the table is printed at the end.
 #   scripts/pacs_recovery.sh PACS_ROOT WEIGHTS.safetensors WORKSPACE [DOMAIN] [STEPS] [SEED] [NORM] [ROWS]
-# ROWS is a space-separated subset of "plain comp distill norm norm-plain iter avg tok cost-tok" (default: all but
-# norm-plain).
+# ROWS is a space-separated subset of "plain comp distill norm norm-plain iter avg tok cost-tok fit fit-tok
+# fit-cost-tok" (default: all but norm-plain).
 set -euo pipefail
 data=$1 weights=$2 workspace=$3 domain=${4:-sketch} steps=${5:-60} seed=${6:-0} norm=${7:-none}
-rows=${8:-plain comp distill norm iter avg tok cost-tok}
+rows=${8:-plain comp distill norm iter avg tok cost-tok fit fit-tok fit-cost-tok}
 base="base-$domain-s$seed"
 budget=() && [ "$steps" != full ] && budget=(--max-steps-per-epoch "$steps")
 ep() { /usr/bin/time -f "wall %e s: edgeprune $*" edgeprune "$@"; }
@@ -29,18 +33,22 @@ if [ ! -d "$workspace/$base/baseline" ]; then
 fi
 common=(--model deit-tiny --baseline-run "$base" --data "$data" --target-domain "$domain" --seed "$seed"
   --target-macs 0.62 --metric hessian --epochs 1 "${budget[@]}" --workspace "$workspace")
+mean="--compensate --compensation mean" fit="--compensate --compensation fit" tok="--distill-tokens 10 --batch-size 16 --calib-batches 32"
 declare -A flags=(
   [plain]="--normalization mean --no-compensate --no-distill"
-  [comp]="--normalization mean --compensate --no-distill"
-  [distill]="--normalization mean --compensate --distill"
-  [norm]="--normalization $norm --compensate --distill"
-  [norm-plain]="--normalization $norm --compensate --no-distill"
-  [iter]="--normalization $norm --compensate --distill --steps 2 --recovery-steps 50"
-  [avg]="--normalization $norm --compensate --distill --average-from 0.5"
-  [tok]="--normalization $norm --compensate --distill --distill-tokens 10 --batch-size 16 --calib-batches 32"
-  [cost-tok]="--normalization cost --compensate --distill --distill-tokens 30 --batch-size 16 --calib-batches 32"
+  [comp]="--normalization mean $mean --no-distill"
+  [distill]="--normalization mean $mean --distill"
+  [norm]="--normalization $norm $mean --distill"
+  [norm-plain]="--normalization $norm $mean --no-distill"
+  [iter]="--normalization $norm $mean --distill --steps 2 --recovery-steps 50"
+  [avg]="--normalization $norm $mean --distill --average-from 0.5"
+  [tok]="--normalization $norm $mean --distill $tok"
+  [cost-tok]="--normalization cost $mean --distill --distill-tokens 30 --batch-size 16 --calib-batches 32"
+  [fit]="--normalization $norm $fit --distill"
+  [fit-tok]="--normalization $norm $fit --distill $tok"
+  [fit-cost-tok]="--normalization cost $fit --distill $tok"
 )
-name_of() { case $1 in norm|norm-plain|iter|avg|tok) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
+name_of() { case $1 in norm|norm-plain|iter|avg|tok|fit|fit-tok) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
 for row in $rows; do
   name=$(name_of "$row")
   [ -d "$workspace/$name/finetuned" ] && continue

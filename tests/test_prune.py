@@ -310,3 +310,14 @@ def test_fit_compensation_stands_in_for_units_that_copy_kept_ones() -> None:
         with torch.no_grad():
             errors[compensation] = (model.eval()(BATCHES[0][0]) - original(BATCHES[0][0])).abs().max()
     assert errors["fit"] < 0.05 * errors["mean"]
+
+
+@pytest.mark.parametrize("family", ["vit", "beit"])
+def test_whole_heads_keeps_every_head_dim(family: str) -> None:
+    model, report = _pruned(FAMILIES[family], metric="l2", ratio=0.5, whole_heads=True)
+    assert abs(report.units.removed_fraction - 0.5) <= 0.02
+    assert report.whole_heads and report.prune_heads
+    assert all(b.after.head_dim == b.before.head_dim for b in report.blocks)
+    assert any(b.after.heads < b.before.heads for b in report.blocks)
+    assert all(b.after.heads >= 1 for b in report.blocks)
+    _assert_consistent(model)

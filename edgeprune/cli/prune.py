@@ -47,6 +47,7 @@ def prune(
     epochs: o.Epochs = D.epochs,
     baseline_run: o.BaselineRun = D.baseline_run,
     prune_heads: o.PruneHeads = D.prune_heads,
+    whole_heads: o.WholeHeads = D.whole_heads,
     round_to: o.RoundTo = D.round_to,
     target_macs: o.TargetMacs = D.target_macs,
     target_params: o.TargetParams = D.target_params,

@@ -53,6 +53,14 @@ BaselineEpochs = Annotated[
 Epochs = Annotated[int, typer.Option(min=0, help="Fine-tune epochs after pruning (0 = none).")]
 BaselineRun = Annotated[str | None, typer.Option(help="Reuse the baseline of this earlier run.")]
 PruneHeads = Annotated[bool, typer.Option("--prune-heads", help="Also remove whole attention heads.")]
+WholeHeads = Annotated[
+    bool,
+    typer.Option(
+        "--whole-heads",
+        help="Prune attention by whole heads only, keeping every head's dims (faster on onnxruntime CPU, whose "
+        "softmax costs per head: README, Results).",
+    ),
+]
 RoundTo = Annotated[int | None, typer.Option(min=1, help="Keep pruned widths multiples of N.")]
 TargetMacs = Annotated[
     float | None,

@@ -334,6 +334,7 @@ def prune_model(
         normalization=normalization,
         round_to=config.round_to,
         prune_heads=config.prune_heads,
+        whole_heads=config.whole_heads,
         max_share=config.max_share,
         floors=Floors.for_config(config.round_to, config.allow_narrow),
     )
@@ -355,7 +356,8 @@ def prune_model(
                 "target_latency": config.target_latency,
             },
             **({"latency_ranking": config.latency_ranking} if config.target_latency is not None else {}),
-            "prune_heads": config.prune_heads,
+            "prune_heads": config.prune_heads or config.whole_heads,
+            "whole_heads": config.whole_heads,
             "round_to": config.round_to,
             "normalization": normalization,
             "max_share": config.max_share,

@@ -4,7 +4,8 @@ Units are channels: embedding (residual stream) channels, MLP hidden channels, a
 dim of one head). Each group offers its units in a fixed order (lowest importance first), in chunks that keep its
 width a multiple of `round_to` (a group narrower than that is left whole); an attention group offers head dims
 (a chunk removes that dim from every kept head) and, with `prune_heads`, whole heads, both drawn from the same
-budget. A lazy priority queue takes the globally cheapest move next, where "cheap" depends on the normalisation:
+budget; with `whole_heads`, whole heads only. A lazy priority queue takes the globally cheapest move next, where
+"cheap" depends on the normalisation:
 
 - ``none``: importance per unit removed, as the metric gives it (Hessian / Taylor are in loss units);
 - ``mean`` / ``max``: per-unit importance divided by the group's mean / max (torch-pruning's default is mean);
@@ -107,17 +108,17 @@ def _chunks(order: list[int], step: int) -> list[tuple[int, ...]]:
 
 
 class _GroupState:
-    def __init__(self, group: PrunableGroup, step: int, floors: Floors, prune_heads: bool) -> None:
+    def __init__(self, group: PrunableGroup, step: int, floors: Floors, prune_heads: bool, whole_heads: bool) -> None:
         self.group = group
         scores = group.scores.double()
         self.scores = scores if group.attention else scores.view(1, -1)
         self.kept_heads = list(range(self.scores.shape[0]))
         self.kept_units = list(range(self.scores.shape[1]))
         unit_order = torch.argsort(self.scores.sum(0), stable=True).tolist()
-        self.unit_moves = _chunks(unit_order, step)
+        self.unit_moves = [] if group.attention and whole_heads else _chunks(unit_order, step)
         self.head_moves = (
             [(h,) for h in torch.argsort(self.scores.sum(1), stable=True).tolist()]
-            if group.attention and prune_heads
+            if group.attention and (prune_heads or whole_heads)
             else []
         )
         self.next = {"units": 0, "heads": 0}
@@ -179,12 +180,13 @@ def removal_sequence(
     normalization: str = "mean",
     round_to: int | None = None,
     prune_heads: bool = False,
+    whole_heads: bool = False,
     max_share: float | None = None,
     floors: Floors | None = None,
 ) -> list[Move]:
     """Every move the budget may take, cheapest first: within the balance cap, then down to the floors."""
     floors = floors or Floors.for_config(round_to, allow_narrow=False)
-    states = [_GroupState(g, round_to or 1, floors, prune_heads) for g in groups]
+    states = [_GroupState(g, round_to or 1, floors, prune_heads, whole_heads) for g in groups]
     sequence: list[Move] = []
     counter = itertools.count()
     for cap in [max_share, None] if max_share is not None else [None]:

@@ -77,6 +77,7 @@ class PruneRequest:
     def from_json(cls, data: dict[str, Any]) -> PruneRequest:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("compensation", "mean")  # a run recorded before the option compensated with the mean
         for key in ("data", "checkpoint", "latency_table"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])

@@ -48,3 +48,12 @@ def test_a_result_missing_a_required_key_is_refused() -> None:
         StageMetrics.from_json({"held_out_accuracy": 0.5})
     with pytest.raises(ValueError, match="latency_ms"):
         BenchReport.from_json({"run": "r", "target": "ort-cpu"})
+
+
+def test_a_request_recorded_before_the_fit_compensation_resumes_with_the_mean() -> None:
+    from edgeprune.requests import PruneRequest
+
+    recorded = PruneRequest(model="deit-tiny").to_json()
+    assert recorded["compensation"] == "fit"
+    del recorded["compensation"]
+    assert PruneRequest.from_json(recorded).prune_config().compensation == "mean"

@@ -33,7 +33,8 @@ if [ ! -d "$workspace/$base/baseline" ]; then
 fi
 common=(--model deit-tiny --baseline-run "$base" --data "$data" --target-domain "$domain" --seed "$seed"
   --target-macs 0.62 --metric hessian --epochs 1 "${budget[@]}" --workspace "$workspace")
-mean="--compensate --compensation mean" fit="--compensate --compensation fit" tok="--distill-tokens 10 --batch-size 16 --calib-batches 32"
+mean="--compensate --compensation mean" fit="--compensate --compensation fit"
+tok="--distill-tokens 10 --batch-size 16 --calib-batches 32"
 declare -A flags=(
   [plain]="--normalization mean --no-compensate --no-distill"
   [comp]="--normalization mean $mean --no-distill"

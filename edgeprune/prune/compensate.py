@@ -84,7 +84,7 @@ def measure_compensation(model: nn.Module, cuts: Cuts, batches: Sequence[Batch],
 
     def linear_hook(module: nn.Linear, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-        input_sum[module] = input_sum.get(module, 0) + x.double().sum(0)
+        input_sum[module] = input_sum.get(module, 0) + x.sum(0, dtype=torch.float64)
         rows[module] = rows.get(module, 0) + len(x)
         if fit:  # products in float32 (fast), sums over batches in float64
             gram[module] = gram.get(module, 0) + (x.T @ x).double()

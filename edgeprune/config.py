@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from edgeprune.errors import EdgepruneError
 
 METRICS = ("l1", "l2", "taylor", "hessian", "random")
-NORMALIZATIONS = ("auto", "none", "mean", "max", "cost")
+NORMALIZATIONS = ("auto", "none", "mean", "max", "cost", "sqrt-cost")
 # standard: timm's crop, flip and colour jitter; shape: also line drawings and greyscale (`data.augment`)
 AUGMENTATIONS = ("standard", "shape")
 # How units are ranked when pruning to a latency: importance alone (as for a ratio; the default, measured better on

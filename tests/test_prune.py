@@ -20,7 +20,7 @@ from edgeprune.prune.adapters import adapter_for
 from edgeprune.prune.counting import count_macs, count_params
 from edgeprune.prune.importance import METRICS, build_importance, fisher_diagonal
 from edgeprune.prune.pruner import prune_model
-from edgeprune.prune.selection import Plan
+from edgeprune.prune.selection import Plan, PrunableGroup, removal_sequence
 
 _SMALL = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 4}
 FAMILIES = {
@@ -259,7 +259,7 @@ def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
         assert model(torch.randn(8, 3, 32, 32)).std(0).max() > 0  # the output still depends on the input
 
 
-@pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost"])
+@pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost", "sqrt-cost"])
 def test_every_normalization_prunes_to_the_ratio(normalization: str) -> None:
     model, report = _pruned(FAMILIES["deit"], metric="hessian", ratio=0.5, normalization=normalization)
     assert abs(report.units.removed_fraction - 0.5) <= 0.02
@@ -320,3 +320,16 @@ def test_whole_heads_keeps_every_head_dim(family: str) -> None:
     assert any(b.after.heads < b.before.heads for b in report.blocks)
     assert all(b.after.heads >= 1 for b in report.blocks)
     _assert_consistent(model)
+
+
+def _synthetic_group(root: str, importance: float, unit_macs: float) -> PrunableGroup:
+    return PrunableGroup(root, "mlp", torch.full((4,), importance), unit_macs)
+
+
+@pytest.mark.parametrize(("normalization", "first"), [("none", "cheap"), ("sqrt-cost", "cheap"), ("cost", "costly")])
+def test_cost_normalizations_weigh_importance_against_macs(normalization: str, first: str) -> None:
+    """Per unit, `cheap` scores 1 at 1 MAC and `costly` 3 at 4 MACs: 1 < 3, 1 / 1 < 3 / 2 (square root), 1 > 3 / 4."""
+    groups = [_synthetic_group("cheap", 1.0, 1.0), _synthetic_group("costly", 3.0, 4.0)]
+    sequence = removal_sequence(groups, normalization=normalization)
+    assert groups[sequence[0].group].root == first
+    assert len(sequence) == 6  # each group down to its floor of one unit, one unit a move

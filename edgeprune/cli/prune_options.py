@@ -75,7 +75,8 @@ NormalizationOpt = Annotated[
     typer.Option(
         "--normalization",
         help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
-        "per multiply-accumulate removed); auto = none for hessian and taylor, mean for the others.",
+        "per multiply-accumulate removed), sqrt-cost (per square root of it); auto = none for hessian and taylor, "
+        "mean for the others.",
     ),
 ]
 MaxShare = Annotated[

@@ -9,11 +9,14 @@ budget; with `whole_heads`, whole heads only. A lazy priority queue takes the gl
 
 - ``none``: importance per unit removed, as the metric gives it (Hessian / Taylor are in loss units);
 - ``mean`` / ``max``: per-unit importance divided by the group's mean / max (torch-pruning's default is mean);
-- ``cost``: importance per multiply-accumulate removed, so a unit that costs much compute may go sooner.
+- ``cost``: importance per multiply-accumulate removed, so a unit that costs much compute may go sooner;
+- ``sqrt-cost``: importance per square root of the MACs removed, halfway (on a log scale) between ``none`` and
+  ``cost``: an attention channel costs DeiT-Tiny 3x the MACs of an MLP channel, and ``cost`` lets the late blocks'
+  head dims go for it, which PACS's held-out sketches needed (README, Results).
 
 When pruning to a latency, each group also knows the latency one of its units costs (from a latency table), and
-every key is divided by it: importance per millisecond saved, whatever the normalisation (``cost`` then uses the
-latency instead of the MACs).
+every key is divided by it: importance per millisecond saved, whatever the normalisation (``cost`` and
+``sqrt-cost`` then use the latency instead of the MACs).
 
 The moves form one sequence: first within the balance cap (no group loses more than `max_share` of its units),
 then, only when the budget needs it, down to the hard floors. A plan is a prefix of that sequence, so a larger
@@ -171,6 +174,8 @@ def _key(state: _GroupState, stream: str, indices: tuple[int, ...], normalizatio
         return per_unit / state.max
     if normalization == "cost" and latency is None:
         return per_unit / max(state.group.unit_macs, _EPS)
+    if normalization == "sqrt-cost" and latency is None:
+        return per_unit / max(state.group.unit_macs, _EPS) ** 0.5
     return per_unit
 
 

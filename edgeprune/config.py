@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from edgeprune.errors import EdgepruneError
 
 METRICS = ("l1", "l2", "taylor", "hessian", "random")
-NORMALIZATIONS = ("auto", "none", "mean", "max", "cost", "sqrt-cost")
+NORMALIZATIONS = ("auto", "none", "mean", "max", "cost")
 # standard: timm's crop, flip and colour jitter; shape: also line drawings and greyscale (`data.augment`)
 AUGMENTATIONS = ("standard", "shape")
 # How units are ranked when pruning to a latency: importance alone (as for a ratio; the default, measured better on
@@ -109,6 +109,7 @@ class PruneConfig:
     latency_ranking: str = "importance"  # LATENCY_RANKINGS
     normalization: str = "auto"
     max_share: float | None = None
+    cost_exponent: float = 1.0  # with normalization cost: importance per MACs ** cost_exponent
     compensate: bool = False
     compensation: str = "fit"  # COMPENSATIONS
     allow_narrow: bool = False
@@ -130,6 +131,10 @@ class PruneConfig:
             )
         if self.round_to is not None and self.round_to < 1:
             raise EdgepruneError(f"--round-to must be a positive integer (got {self.round_to})")
+        if not 0.0 < self.cost_exponent <= 2.0:
+            raise EdgepruneError(f"--cost-exponent must be in (0, 2] (got {self.cost_exponent:g})")
+        if self.cost_exponent != 1.0 and self.normalization != "cost":
+            raise EdgepruneError("--cost-exponent weighs the MACs of --normalization cost: give --normalization cost")
         if self.max_share is not None and not 0.0 < self.max_share <= 1.0:
             raise EdgepruneError(f"--max-share is a fraction of a group, in (0, 1] (got {self.max_share})")
         self.amount()

@@ -58,6 +58,7 @@ class PruneRequest:
     seed: int = 0
     normalization: str = "auto"
     max_share: float | None = None
+    cost_exponent: float = 1.0
     compensate: bool = True
     compensation: str = "fit"  # COMPENSATIONS
     allow_narrow: bool = False
@@ -174,6 +175,7 @@ class PruneRequest:
             latency_ranking=self.latency_ranking,
             normalization=self.normalization,
             max_share=self.max_share,
+            cost_exponent=self.cost_exponent,
             compensate=self.compensate and self.has_learnt("pruned"),  # a random model has nothing to keep
             compensation=self.compensation,
             allow_narrow=self.allow_narrow,

@@ -149,6 +149,7 @@ class PruneReport(Result):
     # Absent from reports written before the global unit budget, which always used mean normalisation.
     normalization: str = "mean"
     max_share: float | None = None
+    cost_exponent: float | None = None  # with normalization cost; reports before it: 1
     compensated: bool = False
     compensation: str | None = None  # how, when compensated; reports before it had the mean only
     floors: dict[str, int] | None = None

@@ -259,11 +259,18 @@ def test_floors_refuse_a_degenerate_model_and_say_what_is_reachable() -> None:
         assert model(torch.randn(8, 3, 32, 32)).std(0).max() > 0  # the output still depends on the input
 
 
-@pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost", "sqrt-cost"])
+@pytest.mark.parametrize("normalization", ["auto", "none", "mean", "max", "cost"])
 def test_every_normalization_prunes_to_the_ratio(normalization: str) -> None:
     model, report = _pruned(FAMILIES["deit"], metric="hessian", ratio=0.5, normalization=normalization)
     assert abs(report.units.removed_fraction - 0.5) <= 0.02
     _assert_consistent(model)
+
+
+def test_the_cost_exponent_is_reported_with_the_cost_normalization() -> None:
+    _, report = _pruned(FAMILIES["deit"], metric="hessian", target_macs=0.6, normalization="cost", cost_exponent=0.75)
+    assert report.normalization == "cost" and report.cost_exponent == 0.75
+    assert abs(report.achieved.macs_kept - 0.6) <= 0.01
+    assert _pruned(FAMILIES["deit"], metric="hessian", normalization="none")[1].cost_exponent is None
 
 
 def test_balance_cap_limits_what_one_group_loses() -> None:
@@ -326,10 +333,12 @@ def _synthetic_group(root: str, importance: float, unit_macs: float) -> Prunable
     return PrunableGroup(root, "mlp", torch.full((4,), importance), unit_macs)
 
 
-@pytest.mark.parametrize(("normalization", "first"), [("none", "cheap"), ("sqrt-cost", "cheap"), ("cost", "costly")])
-def test_cost_normalizations_weigh_importance_against_macs(normalization: str, first: str) -> None:
-    """Per unit, `cheap` scores 1 at 1 MAC and `costly` 3 at 4 MACs: 1 < 3, 1 / 1 < 3 / 2 (square root), 1 > 3 / 4."""
+@pytest.mark.parametrize(
+    ("normalization", "exponent", "first"), [("none", 1.0, "cheap"), ("cost", 0.5, "cheap"), ("cost", 1.0, "costly")]
+)
+def test_cost_normalization_weighs_importance_against_macs(normalization: str, exponent: float, first: str) -> None:
+    """Per unit, `cheap` scores 1 at 1 MAC and `costly` 3 at 4 MACs: 1 < 3, 1 / 1 < 3 / 4 ** 0.5, 1 > 3 / 4."""
     groups = [_synthetic_group("cheap", 1.0, 1.0), _synthetic_group("costly", 3.0, 4.0)]
-    sequence = removal_sequence(groups, normalization=normalization)
+    sequence = removal_sequence(groups, normalization=normalization, cost_exponent=exponent)
     assert groups[sequence[0].group].root == first
     assert len(sequence) == 6  # each group down to its floor of one unit, one unit a move

@@ -59,6 +59,7 @@ def prune(
     latency_ranking: o.LatencyRankingOpt = _LATENCY_RANKING,
     normalization: o.NormalizationOpt = _NORMALIZATION,
     max_share: o.MaxShare = D.max_share,
+    cost_exponent: o.CostExponent = D.cost_exponent,
     compensate: o.Compensate = D.compensate,
     compensation: o.CompensationOpt = _COMPENSATION,
     allow_narrow: o.AllowNarrow = D.allow_narrow,

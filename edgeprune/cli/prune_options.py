@@ -75,13 +75,20 @@ NormalizationOpt = Annotated[
     typer.Option(
         "--normalization",
         help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
-        "per multiply-accumulate removed), sqrt-cost (per square root of it); auto = none for hessian and taylor, "
-        "mean for the others.",
+        "per multiply-accumulate removed; see --cost-exponent); auto = none for hessian and taylor, mean for the "
+        "others.",
     ),
 ]
 MaxShare = Annotated[
     float | None,
     typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),
+]
+CostExponent = Annotated[
+    float,
+    typer.Option(
+        help="With --normalization cost: importance per MACs ** P removed (0.75 weighs compute less than 1 does and "
+        "kept more of PACS's held-out sketches right after pruning: README, Results)."
+    ),
 ]
 Compensate = Annotated[
     bool,

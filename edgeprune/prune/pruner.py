@@ -336,6 +336,7 @@ def prune_model(
         prune_heads=config.prune_heads,
         whole_heads=config.whole_heads,
         max_share=config.max_share,
+        cost_exponent=config.cost_exponent,
         floors=Floors.for_config(config.round_to, config.allow_narrow),
     )
     candidates = _Candidates(model, adapter, groups, sequence, before["blocks"])
@@ -361,6 +362,7 @@ def prune_model(
             "round_to": config.round_to,
             "normalization": normalization,
             "max_share": config.max_share,
+            **({"cost_exponent": config.cost_exponent} if normalization == "cost" else {}),
             "compensated": config.compensate,
             **({"compensation": config.compensation} if config.compensate else {}),
             "floors": vars(Floors.for_config(config.round_to, config.allow_narrow)),

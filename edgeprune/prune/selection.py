@@ -9,14 +9,14 @@ budget; with `whole_heads`, whole heads only. A lazy priority queue takes the gl
 
 - ``none``: importance per unit removed, as the metric gives it (Hessian / Taylor are in loss units);
 - ``mean`` / ``max``: per-unit importance divided by the group's mean / max (torch-pruning's default is mean);
-- ``cost``: importance per multiply-accumulate removed, so a unit that costs much compute may go sooner;
-- ``sqrt-cost``: importance per square root of the MACs removed, halfway (on a log scale) between ``none`` and
-  ``cost``: an attention channel costs DeiT-Tiny 3x the MACs of an MLP channel, and ``cost`` lets the late blocks'
-  head dims go for it, which PACS's held-out sketches needed (README, Results).
+- ``cost``: importance per multiply-accumulate removed, so a unit that costs much compute may go sooner; with
+  ``cost_exponent`` p < 1, per MACs ** p, between ``none`` (p = 0) and ``cost``: an attention channel costs DeiT-Tiny
+  3x the MACs of an MLP channel, and full ``cost`` lets the late blocks' head dims go for it, which PACS's held-out
+  sketches needed right after pruning (README, Results).
 
 When pruning to a latency, each group also knows the latency one of its units costs (from a latency table), and
-every key is divided by it: importance per millisecond saved, whatever the normalisation (``cost`` and
-``sqrt-cost`` then use the latency instead of the MACs).
+every key is divided by it: importance per millisecond saved, whatever the normalisation (``cost`` then uses the
+latency instead of the MACs).
 
 The moves form one sequence: first within the balance cap (no group loses more than `max_share` of its units),
 then, only when the budget needs it, down to the hard floors. A plan is a prefix of that sequence, so a larger
@@ -162,7 +162,9 @@ class _GroupState:
         self.next[stream] += 1
 
 
-def _key(state: _GroupState, stream: str, indices: tuple[int, ...], normalization: str) -> float:
+def _key(
+    state: _GroupState, stream: str, indices: tuple[int, ...], normalization: str, cost_exponent: float = 1.0
+) -> float:
     units = state.units_of(stream, indices)
     per_unit = state.importance(stream, indices) / max(units, 1)
     latency = state.group.unit_latency
@@ -173,9 +175,7 @@ def _key(state: _GroupState, stream: str, indices: tuple[int, ...], normalizatio
     if normalization == "max":
         return per_unit / state.max
     if normalization == "cost" and latency is None:
-        return per_unit / max(state.group.unit_macs, _EPS)
-    if normalization == "sqrt-cost" and latency is None:
-        return per_unit / max(state.group.unit_macs, _EPS) ** 0.5
+        return per_unit / max(state.group.unit_macs, _EPS) ** cost_exponent
     return per_unit
 
 
@@ -187,6 +187,7 @@ def removal_sequence(
     prune_heads: bool = False,
     whole_heads: bool = False,
     max_share: float | None = None,
+    cost_exponent: float = 1.0,
     floors: Floors | None = None,
 ) -> list[Move]:
     """Every move the budget may take, cheapest first: within the balance cap, then down to the floors."""
@@ -200,7 +201,7 @@ def removal_sequence(
             for stream in ("units", "heads"):
                 move = state.candidate(stream)
                 if move is not None:
-                    heap.append((_key(state, stream, move, normalization), next(counter), i, stream))
+                    heap.append((_key(state, stream, move, normalization, cost_exponent), next(counter), i, stream))
         heapq.heapify(heap)
         while heap:
             key, _, i, stream = heapq.heappop(heap)
@@ -208,7 +209,7 @@ def removal_sequence(
             move = state.candidate(stream)
             if move is None:
                 continue
-            fresh = _key(state, stream, move, normalization)
+            fresh = _key(state, stream, move, normalization, cost_exponent)
             if fresh > key * (1 + 1e-9) + _EPS:  # the other stream of this attention group changed it
                 heapq.heappush(heap, (fresh, next(counter), i, stream))
                 continue
@@ -218,7 +219,9 @@ def removal_sequence(
             state.take(stream, move)
             following = state.candidate(stream)
             if following is not None:
-                heapq.heappush(heap, (_key(state, stream, following, normalization), next(counter), i, stream))
+                heapq.heappush(
+                    heap, (_key(state, stream, following, normalization, cost_exponent), next(counter), i, stream)
+                )
     return sequence
 
 

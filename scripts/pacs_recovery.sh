@@ -15,15 +15,16 @@
 #   +fit        +norm with the least-squares compensation (--compensation fit: today's defaults)
 #   +fit-tok    +tok with it
 #   +fit-cost-tok  +fit-tok with --normalization cost (the token term at 10)
+#   +cost75     +fit-cost-tok with importance per MACs ** 0.75 removed (--cost-exponent 0.75)
 # STEPS caps the training steps of every row's fine-tune (the same for every row); "full" trains the whole epoch.
 # Each row is an ordinary run in WORKSPACE (sketch right after pruning: pruned/metrics.json; after the fine-tune:
 # finetuned/metrics.json); the table is printed at the end.
 #   scripts/pacs_recovery.sh PACS_ROOT WEIGHTS.safetensors WORKSPACE [DOMAIN] [STEPS] [SEED] [NORM] [ROWS]
 # ROWS is a space-separated subset of "plain comp distill norm norm-plain iter avg tok cost-tok fit fit-tok
-# fit-cost-tok" (default: all but norm-plain).
+# fit-cost-tok cost75" (default: all but norm-plain).
 set -euo pipefail
 data=$1 weights=$2 workspace=$3 domain=${4:-sketch} steps=${5:-60} seed=${6:-0} norm=${7:-none}
-rows=${8:-plain comp distill norm iter avg tok cost-tok fit fit-tok fit-cost-tok}
+rows=${8:-plain comp distill norm iter avg tok cost-tok fit fit-tok fit-cost-tok cost75}
 base="base-$domain-s$seed"
 budget=() && [ "$steps" != full ] && budget=(--max-steps-per-epoch "$steps")
 ep() { /usr/bin/time -f "wall %e s: edgeprune $*" edgeprune "$@"; }
@@ -48,6 +49,7 @@ declare -A flags=(
   [fit]="--normalization $norm $fit --distill"
   [fit-tok]="--normalization $norm $fit --distill $tok"
   [fit-cost-tok]="--normalization cost $fit --distill $tok"
+  [cost75]="--normalization cost --cost-exponent 0.75 $fit --distill $tok"
 )
 name_of() { case $1 in norm|norm-plain|iter|avg|tok|fit|fit-tok) echo "$domain-s$seed-$steps-$1-$norm" ;; *) echo "$domain-s$seed-$steps-$1" ;; esac; }
 for row in $rows; do

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprune.config import AUGMENTATIONS, Amount
+from edgeprune.config import AUGMENTATIONS, Amount, resolve_legacy_auto
 from edgeprune.errors import EdgepruneError
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class PruneRequest:
     seed: int = 0
     normalization: str = "auto"
     max_share: float | None = None
-    cost_exponent: float = 1.0
+    cost_exponent: float | None = None  # None: 1 for --normalization cost, 0.75 when auto picks cost
     compensate: bool = True
     compensation: str = "fit"  # COMPENSATIONS
     allow_narrow: bool = False
@@ -79,6 +79,8 @@ class PruneRequest:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("compensation", "mean")  # a run recorded before the option compensated with the mean
+        if "cost_exponent" not in values and values.get("normalization", "auto") == "auto":
+            values["normalization"] = resolve_legacy_auto(values.get("metric", "hessian"))  # auto meant none then
         for key in ("data", "checkpoint", "latency_table"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])

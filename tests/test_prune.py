@@ -273,6 +273,14 @@ def test_the_cost_exponent_is_reported_with_the_cost_normalization() -> None:
     assert _pruned(FAMILIES["deit"], metric="hessian", normalization="none")[1].cost_exponent is None
 
 
+@pytest.mark.parametrize(("metric", "normalization", "exponent"), [("hessian", "cost", 0.75), ("l2", "mean", None)])
+def test_auto_normalization_is_cost_at_three_quarters_for_gradient_metrics(
+    metric: str, normalization: str, exponent: float | None
+) -> None:
+    _, report = _pruned(FAMILIES["deit"], metric=metric, ratio=0.4)
+    assert (report.normalization, report.cost_exponent) == (normalization, exponent)
+
+
 def test_balance_cap_limits_what_one_group_loses() -> None:
     _, report = _pruned(FAMILIES["vit"], metric="l2", ratio=0.4, max_share=0.5)
     for block in report.blocks:

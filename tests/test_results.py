@@ -57,3 +57,12 @@ def test_a_request_recorded_before_the_fit_compensation_resumes_with_the_mean() 
     assert recorded["compensation"] == "fit"
     del recorded["compensation"]
     assert PruneRequest.from_json(recorded).prune_config().compensation == "mean"
+
+
+def test_a_request_recorded_before_the_cost_exponent_resumes_with_what_auto_meant_then() -> None:
+    from edgeprune.requests import PruneRequest
+
+    recorded = PruneRequest(model="deit-tiny", metric="hessian").to_json()
+    del recorded["cost_exponent"]
+    assert PruneRequest.from_json(recorded).prune_config().normalization == "none"
+    assert PruneRequest.from_json(PruneRequest(model="deit-tiny").to_json()).prune_config().normalization == "auto"

@@ -40,7 +40,10 @@ def _cases(tmp: Path, builtin: Path) -> dict[str, tuple[list[str], str]]:
         "unknown model": (["prune", "--model", "nope"], "unknown model 'nope'"),
         "missing checkpoint": (["prune", "--model", "deit-tiny", "--checkpoint", str(tmp / "x.pth")], "does not exist"),
         "ratio out of range": ([*micro, "--ratio", "1.5"], "ratio"),
-        "cost exponent without cost": ([*micro, "--cost-exponent", "0.5"], "give --normalization cost"),
+        "cost exponent without cost": (
+            [*micro, "--normalization", "none", "--cost-exponent", "0.5"],
+            "give --normalization cost",
+        ),
         "data missing": ([*micro, "--data", str(tmp / "nowhere")], "does not exist"),
         "data is a file": ([*micro, "--data", str(a_file)], "is a file"),
         "classes differ": ([*micro, "--data", str(_odd_data(tmp / "odd"))], "different class folders"),

@@ -75,8 +75,8 @@ NormalizationOpt = Annotated[
     typer.Option(
         "--normalization",
         help="How importance compares across groups: none (raw), mean or max (per group), cost (importance "
-        "per multiply-accumulate removed; see --cost-exponent); auto = none for hessian and taylor, mean for the "
-        "others.",
+        "per multiply-accumulate removed; see --cost-exponent); auto = cost with exponent 0.75 for hessian and "
+        "taylor, mean for the others.",
     ),
 ]
 MaxShare = Annotated[
@@ -84,10 +84,11 @@ MaxShare = Annotated[
     typer.Option(help="Balance: no group loses more than this share of its units unless the amount needs it."),
 ]
 CostExponent = Annotated[
-    float,
+    float | None,
     typer.Option(
-        help="With --normalization cost: importance per MACs ** P removed (0.75 weighs compute less than 1 does and "
-        "kept more of PACS's held-out sketches right after pruning: README, Results)."
+        help="With --normalization cost: importance per MACs ** P removed \\[default: 1; 0.75 when auto picks cost, "
+        "which weighs compute less and kept more of PACS's held-out domains: README, Results].",
+        show_default=False,
     ),
 ]
 Compensate = Annotated[

@@ -320,7 +320,7 @@ def prune_model(
     config.validate()
     adapter = adapter_for(model, timm_name)
     before = _measures(model)
-    normalization = resolve_normalization(config.normalization, config.metric)
+    normalization, cost_exponent = resolve_normalization(config.normalization, config.metric, config.cost_exponent)
 
     adapter.prepare(model)
     importance = build_importance(config.metric, model, calib_batches)
@@ -336,7 +336,7 @@ def prune_model(
         prune_heads=config.prune_heads,
         whole_heads=config.whole_heads,
         max_share=config.max_share,
-        cost_exponent=config.cost_exponent,
+        cost_exponent=cost_exponent or 1.0,
         floors=Floors.for_config(config.round_to, config.allow_narrow),
     )
     candidates = _Candidates(model, adapter, groups, sequence, before["blocks"])
@@ -362,7 +362,7 @@ def prune_model(
             "round_to": config.round_to,
             "normalization": normalization,
             "max_share": config.max_share,
-            **({"cost_exponent": config.cost_exponent} if normalization == "cost" else {}),
+            **({"cost_exponent": cost_exponent} if cost_exponent is not None else {}),
             "compensated": config.compensate,
             **({"compensation": config.compensation} if config.compensate else {}),
             "floors": vars(Floors.for_config(config.round_to, config.allow_narrow)),

@@ -100,8 +100,7 @@ def prune(
     The recovery that kept most of a held-out PACS domain (README, Results):
 
       edgeprune prune --model deit-tiny --checkpoint deit_tiny.safetensors --data PACS --target-domain art_painting \\
-        --target-macs 0.62 --baseline-epochs 1 --normalization cost --cost-exponent 0.75 --distill-tokens 10 \\
-        --batch-size 16 --calib-batches 32
+        --target-macs 0.62 --baseline-epochs 1 --distill-tokens 10 --batch-size 16 --calib-batches 32
 
     To a latency on a hardware profile (the latency table is measured first when the workspace has none):
 

@@ -19,6 +19,7 @@ COMPENSATIONS = ("mean", "fit")
 
 
 AUTO_COST_EXPONENT = 0.75
+GRADIENT_METRICS = ("hessian", "taylor")  # scores in loss units, comparable across groups
 
 
 def resolve_normalization(
@@ -28,7 +29,7 @@ def resolve_normalization(
     increases, importance per MACs ** 0.75 removed (kept the most of held-out PACS domains: README, Results); the
     per-group mean for magnitudes and random, whose scores do not compare across groups."""
     if normalization == "auto":
-        normalization = "cost" if metric in ("hessian", "taylor") else "mean"
+        normalization = "cost" if metric in GRADIENT_METRICS else "mean"
         if normalization == "cost" and cost_exponent is None:
             cost_exponent = AUTO_COST_EXPONENT
     if normalization != "cost":
@@ -38,7 +39,7 @@ def resolve_normalization(
 
 def resolve_legacy_auto(metric: str) -> str:
     """What `auto` meant in runs recorded before --cost-exponent: no normalisation for the gradient metrics."""
-    return "none" if metric in ("hessian", "taylor") else "mean"
+    return "none" if metric in GRADIENT_METRICS else "mean"
 
 
 # Every pruning amount is a fraction strictly inside (0, 1): a --ratio of units removed, or a fraction kept.

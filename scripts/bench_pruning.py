@@ -74,7 +74,13 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(spec, 1000, random_init=True).eval()
             start = time.perf_counter()
-            config = PruneConfig(args.metric, ratio, args.prune_heads, plan == "whole-heads", args.round_to)
+            config = PruneConfig(
+                metric=args.metric,
+                ratio=ratio,
+                prune_heads=args.prune_heads,
+                whole_heads=plan == "whole-heads",
+                round_to=args.round_to,
+            )
             reports.append(prune_model(model, spec.timm_name, config, calib))
             print(f"{alias} {ratio} {plan}: pruned in {time.perf_counter() - start:.1f}s", flush=True)
             pruned.append(model)

@@ -193,6 +193,10 @@ def removal_sequence(
     """Every move the budget may take, cheapest first: within the balance cap, then down to the floors."""
     floors = floors or Floors.for_config(round_to, allow_narrow=False)
     states = [_GroupState(g, round_to or 1, floors, prune_heads, whole_heads) for g in groups]
+
+    def key_of(state: _GroupState, stream: str, indices: tuple[int, ...]) -> float:
+        return _key(state, stream, indices, normalization, cost_exponent)
+
     sequence: list[Move] = []
     counter = itertools.count()
     for cap in [max_share, None] if max_share is not None else [None]:
@@ -201,7 +205,7 @@ def removal_sequence(
             for stream in ("units", "heads"):
                 move = state.candidate(stream)
                 if move is not None:
-                    heap.append((_key(state, stream, move, normalization, cost_exponent), next(counter), i, stream))
+                    heap.append((key_of(state, stream, move), next(counter), i, stream))
         heapq.heapify(heap)
         while heap:
             key, _, i, stream = heapq.heappop(heap)
@@ -209,7 +213,7 @@ def removal_sequence(
             move = state.candidate(stream)
             if move is None:
                 continue
-            fresh = _key(state, stream, move, normalization, cost_exponent)
+            fresh = key_of(state, stream, move)
             if fresh > key * (1 + 1e-9) + _EPS:  # the other stream of this attention group changed it
                 heapq.heappush(heap, (fresh, next(counter), i, stream))
                 continue
@@ -219,9 +223,7 @@ def removal_sequence(
             state.take(stream, move)
             following = state.candidate(stream)
             if following is not None:
-                heapq.heappush(
-                    heap, (_key(state, stream, following, normalization, cost_exponent), next(counter), i, stream)
-                )
+                heapq.heappush(heap, (key_of(state, stream, following), next(counter), i, stream))
     return sequence
 
 

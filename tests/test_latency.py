@@ -2,6 +2,7 @@
 
 import copy
 import json
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -154,11 +155,15 @@ def test_pruning_to_a_latency_ranks_per_ms_and_meets_the_prediction(micro_table)
 
     by_macs = widths_for(PruneConfig(metric="l2", target_macs=0.5), None)
     assert widths_for(PruneConfig(metric="l2", target_macs=0.5), table) == by_macs  # a table ranks latency targets only
-    # ranked by importance alone, a latency target takes a prefix of the same ranking as a MACs target
+    # ranked by importance alone, a latency target takes a prefix of the same ranking as a MACs target: the same
+    # model, or one a few removals longer or shorter (the two searches stop within their tolerance at their own
+    # prefix, and a measured table can predict the same ms for neighbouring prefixes), never another ranking
     alone = widths_for(
         PruneConfig(metric="l2", target_latency=table.predict_ms(by_macs), latency_ranking="importance"), table
     )
-    assert alone == by_macs
+    pairs = [(a, b) for x, y in zip(alone, by_macs, strict=True) for a, b in zip(astuple(x), astuple(y), strict=True)]
+    assert all(a <= b for a, b in pairs) or all(a >= b for a, b in pairs)
+    assert sum(abs(a - b) for a, b in pairs) <= 0.02 * sum(b for _, b in pairs)
 
 
 def test_prune_to_a_speedup_records_predicted_and_measured(builtin_root: Path, tmp_path: Path) -> None:

@@ -101,6 +101,7 @@ def test_a_table_measured_for_other_conditions_is_refused(micro_table, tmp_path:
         ("threads", 2, "threads 2 (needed: 4)"),
         ("device", "avx512-vnni Some Xeon", "measured on avx512-vnni Some Xeon"),
         ("target", "ort-cpu-int8", "target ort-cpu-int8"),
+        ("cpu_attention", "MultiHeadAttention", "fused as MultiHeadAttention (this version fuses it as Attention)"),
     ]:
         data = json.loads(path.read_text())
         data["key"][field] = value

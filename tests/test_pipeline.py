@@ -147,10 +147,10 @@ def test_bench_report(run_copy) -> None:
     mlp = parts["block 0 MLP"]
     assert mlp["pruned_macs"] < mlp["baseline_macs"]
     ops = {row["name"]: row for row in breakdown["by_op"]}
-    assert "MatMul" in ops and ({"Softmax", "MultiHeadAttention"} & set(ops))  # attention fused or not (build.json)
+    assert "MatMul" in ops and ({"Softmax", "Attention"} & set(ops))  # attention fused or not (build.json)
     chosen = read_json(run.stage("engines") / "ort-cpu" / "build.json")["cpu_graph"]
     for engine, column in (("model", "pruned_ms"), ("baseline", "baseline_ms")):  # each engine made its own choice
-        fused_time = ops.get("MultiHeadAttention", {}).get(column, 0.0)
+        fused_time = ops.get("Attention", {}).get(column, 0.0)
         assert (fused_time > 0) == (chosen[engine]["chosen"] == "fused")
     assert "## Where the time goes" in (run.stage("bench") / "report.md").read_text()
     assert report["chance_accuracy"] == pytest.approx(1 / 7) and set(report["prediction_spread"]) == {

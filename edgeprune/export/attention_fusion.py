@@ -1,4 +1,5 @@
-"""Each attention of an exported ViT, DeiT or BEiT as one onnxruntime `com.microsoft.MultiHeadAttention` node.
+"""Each attention of an exported ViT, DeiT or BEiT as one onnxruntime node: `com.microsoft.Attention`, or
+`com.microsoft.MultiHeadAttention` where the qkv projection is not a plain MatMul by a constant.
 
 onnxruntime's transformer optimizer finds no attention to fuse in the TorchScript export of timm's attention (nor
 of a pruned one, whose blocks keep different head counts). The pattern is found here from the Softmax out:
@@ -6,9 +7,13 @@ of a pruned one, whose blocks keep different head counts). The pattern is found 
     qkv -> Reshape(B, N, 3, H, D) -> Transpose(2, 0, 3, 1, 4) -> ... q, k, v ... -> MatMul(q, k^T)
         [-> Add(position bias)] -> Softmax -> MatMul(., v) -> Transpose(0, 2, 1, 3) -> Reshape(B, N, H*D)
 
-and replaced by Split(qkv) -> MultiHeadAttention(q, k, v[, attention_bias]) with the block's own head count; the
-shape arithmetic and transposes around it become dead and are removed. Where qkv is MatMul + a constant bias, the
-bias goes into the operator's own bias input (one elementwise pass over q, k and v fewer). The softmax scale is
+and replaced by Attention(x, W_qkv, b_qkv[, attention_bias]) with the block's own head count, which takes in the
+projection too: the qkv tensor is never written whole and split (onnxruntime's CPU kernel computes q, k and v per
+head straight into its own layout), one memory pass fewer per block where the projection was a MatMul and a Split.
+That counts most in a pruned model, whose matmuls shrink more than its memory-bound ops, and most when another
+tenant of a shared CPU contends for the cache (BEiT-B at --ratio 0.5 in README Results). Otherwise: Split(qkv) ->
+MultiHeadAttention(q, k, v[, attention_bias]). The shape arithmetic and transposes around it become dead and are
+removed. Where qkv is MatMul + a constant bias, the bias goes into the operator's own bias input. The softmax scale is
 the operator's default, 1 / sqrt(D), which is what timm's fused attention uses (a pruned model keeps its original
 temperature because pruning folds the difference into q's weights); callers check parity with the unfused graph
 anyway.
@@ -23,12 +28,21 @@ import onnx
 from onnx import helper, numpy_helper
 
 MS_DOMAIN = "com.microsoft"
+ATTENTION_OP = "Attention"  # what a timm attention becomes (latency tables record it: they time fused graphs)
+
+
+@dataclass(frozen=True)
+class _Projection:
+    source: str  # x
+    weights: str  # W: (C, 3 * H * D)
+    width: int  # 3 * H * D
 
 
 @dataclass(frozen=True)
 class _Attention:
     qkv: str  # (B, N, 3 * H * D), before the bias if `qkv_bias`
     qkv_bias: str | None  # (3 * H * D,), added inside the fused operator
+    projection: _Projection | None  # qkv = x @ W for a constant 2-D W, where nothing else reads qkv
     out: str  # (B, N, H * D)
     heads: int
     bias: str | None  # added to the logits: (H, N, N) or (1 | B, H, N, N)
@@ -114,7 +128,20 @@ def _find(graph: _Graph, softmax: onnx.NodeProto) -> _Attention | None:
         return None
     dead = (reshape, split[0], logits, softmax, pv, back, merge)
     qkv, qkv_bias = graph.split_bias(reshape.input[0], reshape)
-    return _Attention(qkv, qkv_bias, merge.output[0], int(heads.reshape(-1)[0]), bias, tuple(n.name for n in dead))
+    heads_count = int(heads.reshape(-1)[0])
+    return _Attention(
+        qkv, qkv_bias, _projection(graph, qkv), merge.output[0], heads_count, bias, tuple(n.name for n in dead)
+    )
+
+
+def _projection(graph: _Graph, qkv: str) -> _Projection | None:
+    matmul = graph.producer.get(qkv)
+    if matmul is None or matmul.op_type != "MatMul" or len(graph.consumers.get(qkv, [])) != 1:
+        return None
+    weights = graph.constant(matmul.input[1])
+    if weights is None or weights.ndim != 2:
+        return None
+    return _Projection(matmul.input[0], matmul.input[1], weights.shape[1])
 
 
 def _remove_dead(model: onnx.ModelProto) -> None:
@@ -141,8 +168,41 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     return ranks
 
 
+def _attention_op(
+    model: onnx.ModelProto, attention: _Attention, projection: _Projection, prefix: str, logits_bias: str | None
+) -> list[onnx.NodeProto]:
+    qkv_bias = attention.qkv_bias
+    if qkv_bias is None:  # the operator's bias input is required
+        qkv_bias = f"{prefix}/qkv_bias"
+        model.graph.initializer.append(numpy_helper.from_array(np.zeros(projection.width, np.float32), qkv_bias))
+    inputs = [projection.source, projection.weights, qkv_bias] + (["", "", logits_bias] if logits_bias else [])
+    name, heads = f"{prefix}/Attention", attention.heads
+    return [helper.make_node(ATTENTION_OP, inputs, [attention.out], name=name, domain=MS_DOMAIN, num_heads=heads)]
+
+
+def _split_and_multi_head_attention(
+    model: onnx.ModelProto, attention: _Attention, prefix: str, logits_bias: str | None
+) -> list[onnx.NodeProto]:
+    q, k, v = (f"{prefix}/{part}" for part in "qkv")
+    split = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, num_outputs=3)
+    if model.opset_import[0].version < 18:  # Split's num_outputs came with opset 18
+        split = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2)
+    inputs = [q, k, v, attention.qkv_bias or ""] + (["", logits_bias] if logits_bias else [])
+    while not inputs[-1]:
+        inputs.pop()
+    fused = helper.make_node(
+        "MultiHeadAttention",
+        inputs,
+        [attention.out],
+        name=f"{prefix}/MultiHeadAttention",
+        domain=MS_DOMAIN,
+        num_heads=attention.heads,
+    )
+    return [split, fused]
+
+
 def fuse_attention(model: onnx.ModelProto) -> int:
-    """Replace every attention found in `model` (in place) by MultiHeadAttention; return how many were fused."""
+    """Replace every attention found in `model` (in place) by one onnxruntime node; return how many were fused."""
     graph = _Graph(model)
     if len({n.name for n in model.graph.node}) != len(model.graph.node) or not all(n.name for n in model.graph.node):
         return 0  # the rewrite keys nodes by name: leave a graph with unnamed or repeated names as it is
@@ -157,31 +217,16 @@ def fuse_attention(model: onnx.ModelProto) -> int:
         # Named in the attention's scope (/blocks/blocks.3/attn/...), so profiles attribute it to its block.
         prefix = prefixes[index] if prefixes[index] and prefixes.count(prefixes[index]) == 1 else f"attention_{index}"
         prefix = f"{prefix}/fused"
-        q, k, v = (f"{prefix}/{part}" for part in "qkv")
-        nodes = [helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, num_outputs=3)]
-        if model.opset_import[0].version < 18:  # Split's num_outputs came with opset 18
-            nodes[0] = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2)
-        inputs = [q, k, v, attention.qkv_bias or ""]
-        if attention.bias is not None and ranks.get(attention.bias) == 4:
-            inputs += ["", attention.bias]
-        elif attention.bias is not None:
-            bias4d = f"{prefix}/bias4d"
-            axes = f"{prefix}/axes"
+        nodes, logits_bias = [], attention.bias
+        if logits_bias is not None and ranks.get(logits_bias) != 4:
+            logits_bias, axes = f"{prefix}/bias4d", f"{prefix}/axes"
             model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
-            nodes.append(helper.make_node("Unsqueeze", [attention.bias, axes], [bias4d], name=f"{prefix}/unsqueeze"))
-            inputs += ["", bias4d]
-        while not inputs[-1]:
-            inputs.pop()
-        nodes.append(
-            helper.make_node(
-                "MultiHeadAttention",
-                inputs,
-                [attention.out],
-                name=f"{prefix}/MultiHeadAttention",
-                domain=MS_DOMAIN,
-                num_heads=attention.heads,
-            )
-        )
+            unsqueeze = helper.make_node("Unsqueeze", [attention.bias, axes], [logits_bias], name=f"{prefix}/unsqueeze")
+            nodes.append(unsqueeze)
+        if attention.projection is not None:
+            nodes += _attention_op(model, attention, attention.projection, prefix, logits_bias)
+        else:
+            nodes += _split_and_multi_head_attention(model, attention, prefix, logits_bias)
         new_nodes[position[attention.dead[-1]]] = nodes
     merged = [attention.dead[-1] for attention in found]
     rebuilt: list[onnx.NodeProto] = []

@@ -14,12 +14,12 @@ import onnx
 import onnxruntime as ort
 
 from edgeprune.bench.latency import measure_interleaved
-from edgeprune.export.attention_fusion import fuse_attention
+from edgeprune.export.attention_fusion import ATTENTION_OP, fuse_attention
 from edgeprune.export.runners import OrtRunner, session_options
 from edgeprune.workspace import atomic_path
 
 FUSED_PARITY = 1e-4  # max |logit difference| between the fused and the unfused graph on random inputs
-FUSED_OPS = ("MultiHeadAttention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
+FUSED_OPS = (ATTENTION_OP, "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
 
 
 def optimise_for_cpu(source: Path, destination: Path) -> None:

@@ -9,6 +9,7 @@ import time
 import numpy as np
 from torch import nn
 
+from edgeprune.export.attention_fusion import ATTENTION_OP
 from edgeprune.hardware import capped_threads, cpu_isa, cpu_model, describe_device
 from edgeprune.latency.fit import TERMS, fit_coefficients, model_terms, relative_errors
 from edgeprune.latency.measure import check_measurable, measure_p50
@@ -59,6 +60,7 @@ def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Targe
         threads_used=capped_threads(profile.backend.threads),
         device=_device(target),
         round_to=profile.latency.round_to,
+        cpu_attention=ATTENTION_OP,
     )
 
 

@@ -36,6 +36,8 @@ class TableKey(Result):
     threads_used: int | None  # what ran (capped at this machine's cores)
     device: str  # the CPU's ISA and model, or the GPU
     round_to: int = 8  # the probes' widths are multiples of it
+    # the onnxruntime operator ort-cpu builds fuse attention into (tables older than the field: MultiHeadAttention)
+    cpu_attention: str = "MultiHeadAttention"
 
 
 class Probe(Result):
@@ -124,6 +126,8 @@ def mismatches(table: LatencyTable, wanted: TableKey, profile: Profile) -> list[
         )
     if TARGETS[wanted.target].onnxruntime_cpu and wanted.device != have.device:  # pruning measures the result here
         problems.append(f"measured on {have.device} (this machine: {wanted.device})")
+    if TARGETS[wanted.target].onnxruntime_cpu and wanted.cpu_attention != have.cpu_attention:
+        problems.append(f"attention fused as {have.cpu_attention} (this version fuses it as {wanted.cpu_attention})")
     return problems
 
 

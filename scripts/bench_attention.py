@@ -1,10 +1,10 @@
 """Where a pruned ViT's attention time goes on onnxruntime CPU: one-operator graphs timed in alternating rounds.
 
-onnxruntime's MultiHeadAttention (as `export --target ort-cpu` fuses every attention) at several head counts and head
-dims, with and without BEiT's position bias (a constant (1, H, N, N) input), beside its parts: the softmax over the
-(1, H, N, N) logits, adding the bias, and a LayerNorm and a residual Add at the widths of an unpruned and a pruned
-ViT-B. Pruning head dims shrinks the two attention products but not the softmax, so a MACs ratio overstates what it
-buys; whole heads shrink both.
+onnxruntime's MultiHeadAttention (the attention core of the Attention operator `ort-cpu` fuses into) at several head
+counts and head dims, with and without BEiT's position bias (a constant (1, H, N, N) input), beside its parts: the
+softmax over the (1, H, N, N) logits, adding the bias, and a LayerNorm and a residual Add at the widths of an unpruned
+and a pruned ViT-B. Pruning head dims shrinks the two attention products but not the softmax, so a MACs ratio
+overstates what it buys; whole heads shrink both.
 
     python scripts/bench_attention.py --threads 2 --heads-dims 12x64 12x32 12x16 6x64 --widths 768 413 --rounds 200
 """

@@ -2,7 +2,7 @@
 
 Latency does not depend on trained weights, so models start from random init (importance: l2 unless --metric).
 Each model is built for the target as `export` builds it (the `ort-cpu` build times the graph with attention fused
-into MultiHeadAttention against the unfused one and keeps the faster); the unpruned model and its pruned versions
+into onnxruntime's Attention against the unfused one and keeps the faster); the unpruned model and its pruned versions
 are timed together in alternating rounds, so a burst of load on a shared machine slows all alike.
 
     python scripts/bench_pruning.py --ratios 0.5 0.75 0.95 --threads 2 --out pruning-bench.md

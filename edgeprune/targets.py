@@ -39,6 +39,11 @@ class Target:
         return self.backend == "onnxruntime" and self.provider is None
 
     @property
+    def fuses_attention(self) -> bool:
+        """Its build fuses attention into an onnxruntime operator (export.attention_fusion): tables record which."""
+        return self.builder == "ort-optimise"
+
+    @property
     def uses_tensorrt(self) -> bool:
         """Built by TensorRT (directly or through onnxruntime's provider): the profile needs a [tensorrt] section."""
         return self.backend == "tensorrt" or self.provider == "TensorrtExecutionProvider"

@@ -6,12 +6,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from edgeprune.export.attention_fusion import fuse_attention
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.ort_engine import build_ort_cpu
 from edgeprune.export.runners import OrtRunner
 from edgeprune.models.attention import attention_modules
+from edgeprune.models.registry import ModelSpec
 from tests.test_prune import FAMILIES, _pruned
 
 
@@ -27,11 +29,15 @@ def _max_difference_from_torch(model: torch.nn.Module, graph: onnx.ModelProto, p
     return float(np.abs(got - expected).max())
 
 
-@pytest.mark.parametrize("family", ["vit", "deit", "beit"])
+NO_QKV_BIAS = ModelSpec("vit", "vit_tiny_patch16_224", {**FAMILIES["vit"].create_kwargs, "qkv_bias": False})
+
+
+@pytest.mark.parametrize("family", ["vit", "deit", "beit", "vit without qkv bias"])
 def test_pruned_attention_fuses_with_each_blocks_own_head_count(family: str, tmp_path: Path) -> None:
-    model, _ = _pruned(FAMILIES[family], metric="random", ratio=0.5, prune_heads=True, normalization="none")
+    spec = NO_QKV_BIAS if family == "vit without qkv bias" else FAMILIES[family]
+    model, _ = _pruned(spec, metric="random", ratio=0.5, prune_heads=True, normalization="none")
     heads = [a.num_heads for a in attention_modules(model).values()]
-    assert len(set(heads)) > 1, heads  # the blocks keep different head counts
+    assert len(set(heads)) > 1 or spec is NO_QKV_BIAS, heads  # the blocks keep different head counts
     source = tmp_path / "model.onnx"
     export_onnx(model, source)
 
@@ -43,10 +49,14 @@ def test_pruned_attention_fuses_with_each_blocks_own_head_count(family: str, tmp
     assert not {"Softmax", "Split", "MultiHeadAttention"} & {n.op_type for n in graph.graph.node}
     producers = {o: n.op_type for n in graph.graph.node for o in n.output}
     assert [producers[n.input[0]] for n in fused_nodes] == ["LayerNormalization"] * len(heads)
+    readers = [i for n in graph.graph.node for i in n.input]
+    assert all(readers.count(n.input[1]) == 1 for n in fused_nodes)  # the qkv MatMul that read W is gone
     initializers = {i.name: i for i in graph.graph.initializer}
     qkv_widths = [a.qkv.weight.shape[0] for a in attention_modules(model).values()]
     assert [list(initializers[n.input[1]].dims)[1] for n in fused_nodes] == qkv_widths
     assert [list(initializers[n.input[2]].dims) for n in fused_nodes] == [[w] for w in qkv_widths]  # qkv's bias
+    if spec is NO_QKV_BIAS:  # the operator's bias input is required: zeros
+        assert all(not numpy_helper.to_array(initializers[n.input[2]]).any() for n in fused_nodes)
     if family == "beit":  # the relative position bias goes in as the attention bias
         assert all(len(n.input) == 6 and n.input[5] for n in fused_nodes)
     assert _max_difference_from_torch(model, graph, tmp_path / "fused.onnx") <= 1e-4

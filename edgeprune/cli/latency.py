@@ -30,7 +30,7 @@ def latency_table(
     its error measured on held-back probes, and the unpruned model is measured whole. `prune --target-latency` and
     `--target-speedup` read the table (and measure it first when the workspace has none). The table records what
     it was measured with, and a profile refuses a table measured for another target, batch, threads, backend
-    version or CPU.
+    version, CPU or fused attention operator.
 
     Examples:
 

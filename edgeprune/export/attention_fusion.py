@@ -1,5 +1,6 @@
 """Each attention of an exported ViT, DeiT or BEiT as one onnxruntime node: `com.microsoft.Attention`, or
-`com.microsoft.MultiHeadAttention` where the qkv projection is not a plain MatMul by a constant.
+`com.microsoft.MultiHeadAttention` after a Split where the qkv projection is not a MatMul of the block's 3-D input by
+a constant 2-D weight that only the attention reads.
 
 onnxruntime's transformer optimizer finds no attention to fuse in the TorchScript export of timm's attention (nor
 of a pruned one, whose blocks keep different head counts). The pattern is found here from the Softmax out:
@@ -9,14 +10,13 @@ of a pruned one, whose blocks keep different head counts). The pattern is found 
 
 and replaced by Attention(x, W_qkv, b_qkv[, attention_bias]) with the block's own head count, which takes in the
 projection too: the qkv tensor is never written whole and split (onnxruntime's CPU kernel computes q, k and v per
-head straight into its own layout), one memory pass fewer per block where the projection was a MatMul and a Split.
-That counts most in a pruned model, whose matmuls shrink more than its memory-bound ops, and most when another
-tenant of a shared CPU contends for the cache (BEiT-B at --ratio 0.5 in README Results). Otherwise: Split(qkv) ->
-MultiHeadAttention(q, k, v[, attention_bias]). The shape arithmetic and transposes around it become dead and are
-removed. Where qkv is MatMul + a constant bias, the bias goes into the operator's own bias input. The softmax scale is
-the operator's default, 1 / sqrt(D), which is what timm's fused attention uses (a pruned model keeps its original
-temperature because pruning folds the difference into q's weights); callers check parity with the unfused graph
-anyway.
+head straight into its own layout), one operator and one pass over the qkv tensor fewer per block. That counts most
+in a pruned model, whose matmuls shrink more than its short memory-bound operators (README Results: BEiT-B at
+--ratio 0.5). Otherwise: Split(qkv) -> MultiHeadAttention(q, k, v[, attention_bias]). The shape arithmetic and
+transposes around it become dead and are removed. Where qkv is MatMul + a constant bias, the bias goes into the
+operator's own bias input. The softmax scale is the operator's default, 1 / sqrt(D), which is what timm's fused
+attention uses (a pruned model keeps its original temperature because pruning folds the difference into q's
+weights); callers check parity with the unfused graph anyway.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ ATTENTION_OP = "Attention"  # what a timm attention becomes (latency tables reco
 
 @dataclass(frozen=True)
 class _Projection:
-    source: str  # x
-    weights: str  # W: (C, 3 * H * D)
+    source: str  # the block's input, (B, N, C)
+    weights: str  # (C, 3 * H * D)
     width: int  # 3 * H * D
+    dtype: np.dtype
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _projection(graph: _Graph, qkv: str) -> _Projection | None:
     weights = graph.constant(matmul.input[1])
     if weights is None or weights.ndim != 2:
         return None
-    return _Projection(matmul.input[0], matmul.input[1], weights.shape[1])
+    return _Projection(matmul.input[0], matmul.input[1], weights.shape[1], weights.dtype)
 
 
 def _remove_dead(model: onnx.ModelProto) -> None:
@@ -168,13 +169,13 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     return ranks
 
 
-def _attention_op(
+def _attention_node(
     model: onnx.ModelProto, attention: _Attention, projection: _Projection, prefix: str, logits_bias: str | None
 ) -> list[onnx.NodeProto]:
     qkv_bias = attention.qkv_bias
     if qkv_bias is None:  # the operator's bias input is required
         qkv_bias = f"{prefix}/qkv_bias"
-        model.graph.initializer.append(numpy_helper.from_array(np.zeros(projection.width, np.float32), qkv_bias))
+        model.graph.initializer.append(numpy_helper.from_array(np.zeros(projection.width, projection.dtype), qkv_bias))
     inputs = [projection.source, projection.weights, qkv_bias] + (["", "", logits_bias] if logits_bias else [])
     name, heads = f"{prefix}/Attention", attention.heads
     return [helper.make_node(ATTENTION_OP, inputs, [attention.out], name=name, domain=MS_DOMAIN, num_heads=heads)]
@@ -184,9 +185,8 @@ def _split_and_multi_head_attention(
     model: onnx.ModelProto, attention: _Attention, prefix: str, logits_bias: str | None
 ) -> list[onnx.NodeProto]:
     q, k, v = (f"{prefix}/{part}" for part in "qkv")
-    split = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, num_outputs=3)
-    if model.opset_import[0].version < 18:  # Split's num_outputs came with opset 18
-        split = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2)
+    outputs = {"num_outputs": 3} if model.opset_import[0].version >= 18 else {}  # an attribute since opset 18
+    split = helper.make_node("Split", [attention.qkv], [q, k, v], name=f"{prefix}/split", axis=2, **outputs)
     inputs = [q, k, v, attention.qkv_bias or ""] + (["", logits_bias] if logits_bias else [])
     while not inputs[-1]:
         inputs.pop()
@@ -223,8 +223,9 @@ def fuse_attention(model: onnx.ModelProto) -> int:
             model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
             unsqueeze = helper.make_node("Unsqueeze", [attention.bias, axes], [logits_bias], name=f"{prefix}/unsqueeze")
             nodes.append(unsqueeze)
-        if attention.projection is not None:
-            nodes += _attention_op(model, attention, attention.projection, prefix, logits_bias)
+        projection = attention.projection
+        if projection is not None and ranks.get(projection.source) == 3:
+            nodes += _attention_node(model, attention, projection, prefix, logits_bias)
         else:
             nodes += _split_and_multi_head_attention(model, attention, prefix, logits_bias)
         new_nodes[position[attention.dead[-1]]] = nodes

@@ -45,8 +45,8 @@ def _max_difference(a: Path, b: Path, images: np.ndarray) -> float:
 def build_ort_cpu(
     source: Path, destination: Path, *, batch_sizes: Sequence[int] = (1,), threads: int | None = None
 ) -> dict[str, Any]:
-    """`destination`: the optimised graph of `source`, with every attention fused into onnxruntime's
-    MultiHeadAttention if that graph computes the same logits and is faster at the first of `batch_sizes`.
+    """`destination`: the optimised graph of `source`, with every attention fused into one onnxruntime operator
+    (`attention_fusion`) if that graph computes the same logits and is faster at the first of `batch_sizes`.
 
     With no `batch_sizes` nothing is timed and the fused graph is kept when it computes the same logits (latency
     probes: one choice for all of them, not a timing per probe). Returns what was measured: fused op counts of

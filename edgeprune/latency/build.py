@@ -60,7 +60,7 @@ def table_key(spec: ModelSpec, model: nn.Module, profile: Profile, target: Targe
         threads_used=capped_threads(profile.backend.threads),
         device=_device(target),
         round_to=profile.latency.round_to,
-        cpu_attention=ATTENTION_OP,
+        fused_attention=ATTENTION_OP if target.fuses_attention else None,
     )
 
 

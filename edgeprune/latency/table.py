@@ -36,8 +36,9 @@ class TableKey(Result):
     threads_used: int | None  # what ran (capped at this machine's cores)
     device: str  # the CPU's ISA and model, or the GPU
     round_to: int = 8  # the probes' widths are multiples of it
-    # the onnxruntime operator ort-cpu builds fuse attention into (tables older than the field: MultiHeadAttention)
-    cpu_attention: str = "MultiHeadAttention"
+    # the onnxruntime operator the target's build fuses attention into; None where it fuses none (tables from before
+    # the field: MultiHeadAttention)
+    fused_attention: str | None = "MultiHeadAttention"
 
 
 class Probe(Result):
@@ -126,8 +127,9 @@ def mismatches(table: LatencyTable, wanted: TableKey, profile: Profile) -> list[
         )
     if TARGETS[wanted.target].onnxruntime_cpu and wanted.device != have.device:  # pruning measures the result here
         problems.append(f"measured on {have.device} (this machine: {wanted.device})")
-    if TARGETS[wanted.target].onnxruntime_cpu and wanted.cpu_attention != have.cpu_attention:
-        problems.append(f"attention fused as {have.cpu_attention} (this version fuses it as {wanted.cpu_attention})")
+    if TARGETS[wanted.target].fuses_attention and wanted.fused_attention != have.fused_attention:
+        fused, needed = have.fused_attention, wanted.fused_attention
+        problems.append(f"attention fused as {fused} (this version fuses it as {needed})")
     return problems
 
 

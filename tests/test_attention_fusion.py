@@ -9,6 +9,7 @@ import torch
 from onnx import numpy_helper
 
 from edgeprune.export.attention_fusion import fuse_attention
+from edgeprune.export.compare import compare_logits
 from edgeprune.export.onnx_export import export_onnx
 from edgeprune.export.ort_engine import build_ort_cpu
 from edgeprune.export.runners import OrtRunner
@@ -26,7 +27,7 @@ def _max_difference_from_torch(model: torch.nn.Module, graph: onnx.ModelProto, p
     with OrtRunner(path) as runner:
         extra = {name: np.array([value], np.float32) for name, value in feeds.items()}
         got = runner.session.run(None, {runner.session.get_inputs()[0].name: x, **extra})[0]
-    return float(np.abs(got - expected).max())
+    return compare_logits([(expected, got)]).max_abs_diff
 
 
 NO_QKV_BIAS = ModelSpec("vit", "vit_tiny_patch16_224", {**FAMILIES["vit"].create_kwargs, "qkv_bias": False})
